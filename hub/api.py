@@ -1,0 +1,208 @@
+"""The hub API: its MQTT topics and one pydantic model per payload (shared by the hub and the TUI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from hub.model import Availability, Device, Event, Frozen, Value
+
+
+class HubStatus(Frozen):
+    """`status`: retained, and the hub's last will says offline."""
+
+    state: Literal["online", "offline"]
+    version: str | None = None
+    started_at: datetime | None = None
+    broker: str | None = None
+
+
+class DeviceState(Frozen):
+    """`devices/<id>/state`: the merged last known values of a device."""
+
+    ts: datetime | None
+    values: dict[str, Value]
+    availability: Availability
+
+
+class _Inbound(BaseModel):
+    # Requests come from other programs and people: unknown fields are refused so that a
+    # typo ("valeus") is reported instead of silently doing nothing.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SetRequest(_Inbound):
+    """`devices/<id>/set`: set points of an adopted device."""
+
+    values: dict[str, Value] = Field(min_length=1)
+
+
+class AdoptRequest(_Inbound):
+    """`inbox/<id>/adopt`: let a pending device take part, with a name and a room."""
+
+    name: str | None = Field(default=None, max_length=200)
+    room: str | None = Field(default=None, max_length=200)
+
+
+class IgnoreRequest(_Inbound):
+    """`inbox/<id>/ignore`: keep a discovered device out of the home for good."""
+
+
+class AckRequest(_Inbound):
+    """`alerts/<id>/ack`: a caregiver acknowledges an alert."""
+
+    by: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+    channel: str = "mqtt"
+
+
+HouseMode = Literal["home", "away", "visitor", "sleep", "vacation"]
+
+
+class ModeRequest(_Inbound):
+    """`mode/set`: change the house mode, optionally until a time."""
+
+    mode: HouseMode
+    until: datetime | None = None
+    by: str | None = None
+
+
+class ModeState(Frozen):
+    """`mode`: the current house mode, retained."""
+
+    mode: HouseMode
+    until: datetime | None = None
+    since: datetime | None = None
+
+
+class RuleSetRequest(_Inbound):
+    """`rules/<id>/set`: enable, disable or snooze a rule."""
+
+    enabled: bool | None = None
+    snooze_minutes: int | None = Field(default=None, ge=0, le=7 * 24 * 60)
+
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Every hub API topic of one home, built from the topic root `hub/<home id>`."""
+
+    root: str
+
+    @classmethod
+    def for_home(cls, home_id: str, prefix: str = "hub") -> Topics:
+        """The topics of the home with this id."""
+        return cls(f"{prefix}/{home_id}")
+
+    @property
+    def status(self) -> str:
+        """Retained hub status and last will."""
+        return f"{self.root}/status"
+
+    @property
+    def events(self) -> str:
+        """Every typed event, not retained."""
+        return f"{self.root}/events"
+
+    @property
+    def mode(self) -> str:
+        """Retained house mode."""
+        return f"{self.root}/mode"
+
+    @property
+    def mode_set(self) -> str:
+        """Requests to change the house mode."""
+        return f"{self.root}/mode/set"
+
+    def device(self, device_id: str) -> str:
+        """Retained device description."""
+        return f"{self.root}/devices/{device_id}"
+
+    def device_state(self, device_id: str) -> str:
+        """Retained merged state of a device."""
+        return f"{self.root}/devices/{device_id}/state"
+
+    def inbox(self, device_id: str) -> str:
+        """Retained pending device."""
+        return f"{self.root}/inbox/{device_id}"
+
+    def alert(self, alert_id: str) -> str:
+        """Retained open alert."""
+        return f"{self.root}/alerts/{alert_id}"
+
+    def rule(self, rule_id: str) -> str:
+        """Retained rule status."""
+        return f"{self.root}/rules/{rule_id}"
+
+    def requests(self) -> list[str]:
+        """The filters the hub subscribes to for requests addressed to it."""
+        r = self.root
+        return [
+            f"{r}/devices/+/set",
+            f"{r}/inbox/+/adopt",
+            f"{r}/inbox/+/ignore",
+            f"{r}/alerts/+/ack",
+            f"{r}/rules/+/set",
+            f"{r}/mode/set",
+        ]
+
+    def parse_request(self, topic: str) -> tuple[str, str] | None:
+        """Split a request topic into (verb, id): ("set", device id), ("adopt", id), ("mode", "")."""
+        if not topic.startswith(self.root + "/"):
+            return None
+        parts = topic[len(self.root) + 1 :].split("/")
+        match parts:
+            case ["devices", ident, "set"] if ident:
+                return ("set", ident)
+            case ["inbox", ident, ("adopt" | "ignore") as verb] if ident:
+                return (verb, ident)
+            case ["alerts", ident, "ack"] if ident:
+                return ("ack", ident)
+            case ["rules", ident, "set"] if ident:
+                return ("rule_set", ident)
+            case ["mode", "set"]:
+                return ("mode", "")
+        return None
+
+
+# Which payload model validates each request verb; the hub's dispatcher looks verbs up here.
+REQUEST_MODELS: dict[str, type[_Inbound]] = {
+    "set": SetRequest,
+    "adopt": AdoptRequest,
+    "ignore": IgnoreRequest,
+    "ack": AckRequest,
+    "rule_set": RuleSetRequest,
+    "mode": ModeRequest,
+}
+
+
+class RequestError(ValueError):
+    """A request to the hub that cannot be accepted, with a reason fit for a log line."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_request(model: type[_Inbound], payload: bytes) -> _Inbound:
+    """Validate one request payload; raise RequestError with a short reason on anything wrong."""
+    # Empty means `{}` so that `mosquitto_pub -n` works for ignore.
+    text = payload or b"{}"
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        kind = "invalid_json" if first["type"] == "json_invalid" else "invalid_payload"
+        raise RequestError(kind, f"{where}: {first['msg']}") from None
+
+
+def device_payload(device: Device) -> bytes:
+    """The retained JSON description of a device."""
+    return device.model_dump_json().encode()
