@@ -38,7 +38,7 @@ class RealClock:
 
     async def sleep_until(self, when: datetime) -> None:
         """Wait until this moment; re-checks so that a clock jump never fires a deadline early."""
-        while (left := (when - self.now()).total_seconds()) > 0:
+        while (left := (when - self.now()).total_seconds()) > 0:  # noqa: ASYNC110 - a deadline, not an event
             # Sleep in bounded steps: a suspended box or an NTP step would otherwise leave
             # a long sleep far off its deadline.
             await asyncio.sleep(min(left, 60.0))

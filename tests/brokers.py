@@ -76,9 +76,7 @@ class Mosquitto:
         """Start the broker and wait until it accepts connections."""
         conf = self.workdir / f"mosquitto-{self.port}.conf"
         conf.write_text(self.config())
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -113,6 +111,21 @@ def make_ca(workdir: Path) -> tuple[Path, Path, Path]:
     run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
     run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=hub-test-ca")
     run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
     return ca, cert, key

@@ -1,0 +1,119 @@
+"""What every dialect shares: JSON decoding with reasons, unit conversion to canonical units, ids."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from hub.adapters.base import Rejected
+
+# Deeper JSON than this is refused: real device payloads nest a few levels, and a hostile
+# payload nested thousands deep would otherwise cost a RecursionError deep in the parser.
+MAX_DEPTH = 64
+
+
+def decode_text(payload: bytes) -> str:
+    """The payload as UTF-8 text, or Rejected("not_utf8")."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
+
+
+def decode_json(payload: bytes) -> Any:
+    """The payload parsed as JSON, or Rejected with "invalid_json" / "too_deep" / "not_utf8"."""
+    text = decode_text(payload)
+    if _depth_exceeds(text, MAX_DEPTH):
+        raise Rejected("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Rejected("invalid_json", str(exc)) from None
+
+
+def decode_object(payload: bytes) -> dict[str, Any]:
+    """The payload parsed as a JSON object, or Rejected("not_an_object")."""
+    data = decode_json(payload)
+    if not isinstance(data, dict):
+        raise Rejected("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    # A cheap upper bound on nesting that ignores brackets inside strings: good enough to
+    # refuse a bomb, and it never refuses a real payload (those nest far below the limit).
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a JSON value (numbers sent as strings included), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        f = float(value)
+    elif isinstance(value, str):
+        try:
+            f = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
+
+
+# Unit conversions to the canonical units of hub.model.KINDS, keyed by the vendor's unit.
+# Each entry: (canonical unit, converter).
+_UNITS: dict[str, tuple[str, Callable[[float], float]]] = {
+    "°F": ("°C", lambda v: round((v - 32.0) * 5.0 / 9.0, 2)),
+    "F": ("°C", lambda v: round((v - 32.0) * 5.0 / 9.0, 2)),
+    "°C": ("°C", lambda v: v),
+    "C": ("°C", lambda v: v),
+    "mV": ("V", lambda v: v / 1000.0),
+    "V": ("V", lambda v: v),
+    "mA": ("A", lambda v: v / 1000.0),
+    "A": ("A", lambda v: v),
+    "Wh": ("kWh", lambda v: v / 1000.0),
+    "kWh": ("kWh", lambda v: v),
+    "MWh": ("kWh", lambda v: v * 1000.0),
+    "Wmin": ("kWh", lambda v: v / 60000.0),  # Shelly Gen1 reports energy in watt-minutes
+    "kW": ("W", lambda v: v * 1000.0),
+    "W": ("W", lambda v: v),
+    "mired": ("K", lambda v: round(1_000_000.0 / v) if v else 0.0),
+}
+
+
+def to_canonical(value: float, unit: str | None) -> tuple[float, str | None]:
+    """Convert a value in a vendor unit to the hub's canonical unit; unknown units pass through."""
+    if unit is None or unit not in _UNITS:
+        return value, unit
+    canonical, convert = _UNITS[unit]
+    return convert(value), canonical
+
+
+_MAC_HEX = re.compile(r"[^0-9A-Fa-f]")
+
+
+def normalize_mac(mac: str) -> str | None:
+    """A MAC address as 12 upper-case hex digits without separators, or None if it is not one."""
+    digits = _MAC_HEX.sub("", mac)
+    return digits.upper() if len(digits) == 12 else None
+
+
+def normalize_ieee(ieee: str) -> str | None:
+    """A Zigbee IEEE address as `0x` + 16 lower-case hex digits, or None if it is not one."""
+    digits = ieee.lower().removeprefix("0x")
+    if len(digits) == 16 and not _MAC_HEX.search(digits):
+        return "0x" + digits
+    return None

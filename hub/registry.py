@@ -1,0 +1,479 @@
+"""Every device the hub knows (adopted, pending, ignored), its merged state and availability.
+
+The registry is pure: `apply` takes a normalized event and returns the effects the hub's
+shell must carry out (publish a description, publish a state, forward an event). It never
+does I/O, so it is tested without a broker and replayed on a simulated clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hub.model import (
+    KINDS,
+    Availability,
+    AvailabilityChanged,
+    AvailabilityState,
+    Category,
+    Device,
+    DeviceAdopted,
+    DeviceDiscovered,
+    DeviceRemoved,
+    Event,
+    Kind,
+    Point,
+    PointEvent,
+    Protocol,
+    StateChanged,
+    Status,
+    Value,
+)
+
+# When one physical device is seen through two paths, the native dialect describes it and
+# the copies (HA discovery republished by Zigbee2MQTT or Tasmota, an mDNS sighting) only
+# add what it lacks. Lower number = preferred.
+PATH_PRIORITY: dict[Protocol, int] = {
+    Protocol.Z2M: 0,
+    Protocol.TASMOTA: 0,
+    Protocol.SHELLY: 0,
+    Protocol.HOMIE: 0,
+    Protocol.HA: 1,
+    Protocol.MDNS: 2,
+    Protocol.CONFIG: 3,
+}
+
+# Identifiers that name one physical device whatever path it was seen through.
+MERGE_KEYS = ("ieee", "mac", "shelly_id", "homekit_id", "matter_discriminator")
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """What an installer said about a device in devices.yaml."""
+
+    name: str
+    room: str
+    role: str | None = None
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """The registry's mutable view of one device: its description, merged values and sources."""
+
+    device: Device
+    values: dict[str, Value] = field(default_factory=dict)
+    ts: datetime | None = None
+    # Which device id (itself or an alias seen through another path) owns each point, so
+    # that a command is encoded by the adapter that can actually reach the point.
+    owners: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDevice:
+    """Publish (retained) the description of a device under devices/ or inbox/ by its status."""
+
+    device: Device
+
+
+@dataclass(frozen=True, slots=True)
+class PublishState:
+    """Publish (retained) the merged state of a device."""
+
+    device_id: str
+    ts: datetime | None
+    values: dict[str, Value]
+    availability: Availability
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublish:
+    """Clear every retained topic of a device (removed, or ignored by an installer)."""
+
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Hand an event to the store, the rules and the `events` topic."""
+
+    event: Event
+
+
+Effect = PublishDevice | PublishState | Unpublish | Forward
+
+
+class CommandRefused(ValueError):
+    """A command that the registry will not route, with the reason shown to the sender."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a command goes: the device (as its adapter knows it) and the values for it."""
+
+    device: Device
+    values: dict[str, Value]
+
+
+class Registry:
+    """Devices by id, with merge of one physical device seen through several paths."""
+
+    def __init__(
+        self,
+        named: Mapping[str, Named] | None = None,
+        *,
+        auto_adopt: bool = False,
+        decisions: Mapping[str, Status] | None = None,
+    ) -> None:
+        self.named: dict[str, Named] = dict(named or {})
+        self.auto_adopt = auto_adopt
+        # Installer decisions made through the API (adopt/ignore), restored from the store.
+        self.decisions: dict[str, Status] = dict(decisions or {})
+        self.records: dict[str, DeviceRecord] = {}
+        self.aliases: dict[str, str] = {}  # alias device id -> canonical device id
+        self.sources: dict[str, Device] = {}  # every path's own description, by its own id
+        self.counters: Counter[str] = Counter()
+
+    # -- queries ---------------------------------------------------------------------
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        """The record of a device by its id or by the id of a path it was also seen through."""
+        return self.records.get(self.aliases.get(device_id, device_id))
+
+    def devices(self) -> list[Device]:
+        """Every known device, sorted by id."""
+        return [self.records[k].device for k in sorted(self.records)]
+
+    def active(self, device_id: str) -> bool:
+        """Whether a device takes part in rules (only adopted devices do)."""
+        rec = self.get(device_id)
+        return rec is not None and rec.device.status is Status.ADOPTED
+
+    # -- applying events -------------------------------------------------------------
+
+    def seed(self, devices: Iterable[Device], states: Mapping[str, tuple[datetime, dict[str, Value]]]) -> None:
+        """Restore devices and last states from the store at start-up (no effects)."""
+        for dev in devices:
+            self._apply_discovered(dev, dev.availability.last_seen)
+        for dev_id, (ts, values) in states.items():
+            rec = self.get(dev_id)
+            if rec is not None:
+                rec.values.update(values)
+                rec.ts = ts
+
+    def placeholders(self) -> list[Effect]:
+        """Create the devices named in devices.yaml that no path has reported yet."""
+        effects: list[Effect] = []
+        for dev_id, named in self.named.items():
+            if self.get(dev_id) is None:
+                proto = _protocol_of(dev_id)
+                dev = Device(
+                    id=dev_id,
+                    name=named.name,
+                    protocol=proto,
+                    room=named.room,
+                    role=named.role,
+                    status=Status.ADOPTED,
+                    availability=Availability(reason="not seen yet"),
+                )
+                self.records[dev_id] = DeviceRecord(dev)
+                effects.append(PublishDevice(dev))
+        return effects
+
+    def apply(self, event: Event) -> list[Effect]:
+        """Apply one normalized event; return what the shell must publish and forward."""
+        match event:
+            case DeviceDiscovered(device=dev):
+                return self._discovered(dev, event.ts)
+            case StateChanged():
+                return self._state(event)
+            case AvailabilityChanged():
+                return self._availability(event)
+            case PointEvent():
+                return self._point_event(event)
+            case DeviceRemoved():
+                return self._removed(event)
+        return [Forward(event)]
+
+    def _discovered(self, dev: Device, ts: datetime) -> list[Effect]:
+        before = self.get(dev.id)
+        old = before.device if before else None
+        rec = self._apply_discovered(dev, ts)
+        if rec.device.status is Status.IGNORED:
+            return [] if old is not None and old.status is Status.IGNORED else [Unpublish(rec.device.id)]
+        effects: list[Effect] = []
+        if rec.device != old:
+            effects.append(PublishDevice(rec.device))
+            effects.append(Forward(DeviceDiscovered(ts=ts, device=rec.device)))
+        return effects
+
+    def _apply_discovered(self, dev: Device, ts: datetime | None) -> DeviceRecord:
+        self.sources[dev.id] = dev
+        canonical = self._canonical_for(dev)
+        if canonical != dev.id:
+            self.aliases[dev.id] = canonical
+        # Rebuild the canonical description from every path that sees this device.
+        paths = sorted(
+            (d for d in self.sources.values() if self.aliases.get(d.id, d.id) == canonical),
+            key=lambda d: (PATH_PRIORITY[d.protocol], d.id != canonical),
+        )
+        primary = self.sources.get(canonical, paths[0])
+        owners = {p.key: primary.id for p in primary.points}
+        points = list(primary.points)
+        kinds = {p.kind for p in points if p.kind is not _OTHER}
+        identifiers = dict(primary.identifiers)
+        for other in paths:
+            if other.id == primary.id:
+                continue
+            identifiers = {**other.identifiers, **identifiers}
+            for p in other.points:
+                # A copy's point is a duplicate when the native path already has its kind.
+                if p.key in owners or (p.kind is not _OTHER and p.kind in kinds):
+                    continue
+                owners[p.key] = other.id
+                points.append(p)
+        rec = self.records.get(canonical)
+        merged = primary.model_copy(
+            update={
+                "id": canonical,
+                "identifiers": identifiers,
+                "points": tuple(points),
+                "availability": rec.device.availability if rec else primary.availability,
+                **self._placement(canonical, primary, rec),
+            }
+        )
+        if rec is None:
+            rec = self.records[canonical] = DeviceRecord(merged)
+        rec.device = merged
+        rec.owners = owners
+        return rec
+
+    def _placement(self, dev_id: str, dev: Device, rec: DeviceRecord | None) -> dict[str, object]:
+        named = self.named.get(dev_id)
+        if named is not None:
+            return {"name": named.name, "room": named.room, "role": named.role, "status": Status.ADOPTED}
+        decided = self.decisions.get(dev_id)
+        if decided is not None:
+            keep = rec.device if rec else dev
+            return {"status": decided, "name": keep.name, "room": keep.room}
+        return {"status": Status.ADOPTED if self.auto_adopt else Status.PENDING}
+
+    def _canonical_for(self, dev: Device) -> str:
+        if dev.id in self.aliases:
+            return self.aliases[dev.id]
+        if dev.id in self.records:
+            return dev.id
+        for key in MERGE_KEYS:
+            value = dev.identifiers.get(key)
+            if value is None:
+                continue
+            for rec in self.records.values():
+                if rec.device.identifiers.get(key) == value:
+                    existing = rec.device
+                    if PATH_PRIORITY[dev.protocol] < PATH_PRIORITY[existing.protocol]:
+                        return self._promote(dev.id, existing.id)
+                    return existing.id
+        return dev.id
+
+    def _promote(self, new_id: str, old_id: str) -> str:
+        # A better path arrived for a device first seen through a copy: the native id
+        # becomes canonical, unless the installer already named the old id.
+        if old_id in self.named or old_id in self.decisions:
+            return old_id
+        rec = self.records.pop(old_id)
+        self.records[new_id] = rec
+        for alias, target in list(self.aliases.items()):
+            if target == old_id:
+                self.aliases[alias] = new_id
+        self.aliases[old_id] = new_id
+        self.counters["promoted"] += 1
+        return new_id
+
+    def _state(self, event: StateChanged) -> list[Effect]:
+        rec = self.get(event.device_id)
+        if rec is None:
+            self.counters["state_for_unknown_device"] += 1
+            return []
+        if rec.device.status is Status.IGNORED:
+            return []
+        values = {k: v for k, v in event.values.items() if rec.owners.get(k, event.device_id) == event.device_id}
+        if not values:
+            return []
+        changed = {k: v for k, v in values.items() if rec.values.get(k, _MISSING) != v}
+        merged = {**rec.values, **_merge_composites(rec.values, values)}
+        rec.values = merged
+        rec.ts = event.ts
+        effects: list[Effect] = self._touch(rec, event.ts)
+        effects.append(PublishState(rec.device.id, rec.ts, dict(rec.values), rec.device.availability))
+        if changed:
+            effects.append(Forward(StateChanged(ts=event.ts, device_id=rec.device.id, values=changed)))
+        return effects
+
+    def _touch(self, rec: DeviceRecord, ts: datetime) -> list[Effect]:
+        # Any report proves the device is alive: refresh last_seen, and bring a device
+        # that was not known to be online back online.
+        av = rec.device.availability
+        if av.state is AvailabilityState.OFFLINE:
+            rec.device = rec.device.model_copy(update={"availability": av.model_copy(update={"last_seen": ts})})
+            return []
+        new = Availability(state=AvailabilityState.ONLINE, reason=None, last_seen=ts)
+        if av.state is AvailabilityState.ONLINE:
+            rec.device = rec.device.model_copy(update={"availability": new})
+            return []
+        rec.device = rec.device.model_copy(update={"availability": new})
+        return [
+            PublishDevice(rec.device),
+            Forward(AvailabilityChanged(ts=ts, device_id=rec.device.id, availability=new)),
+        ]
+
+    def _availability(self, event: AvailabilityChanged) -> list[Effect]:
+        rec = self.get(event.device_id)
+        if rec is None:
+            self.counters["availability_for_unknown_device"] += 1
+            return []
+        old = rec.device.availability
+        new = event.availability
+        if new.last_seen is None:
+            new = new.model_copy(update={"last_seen": old.last_seen})
+        if new.state == old.state and new.reason == old.reason:
+            rec.device = rec.device.model_copy(update={"availability": new})
+            return []
+        rec.device = rec.device.model_copy(update={"availability": new})
+        if rec.device.status is Status.IGNORED:
+            return []
+        return [
+            PublishDevice(rec.device),
+            PublishState(rec.device.id, rec.ts, dict(rec.values), new),
+            Forward(AvailabilityChanged(ts=event.ts, device_id=rec.device.id, availability=new)),
+        ]
+
+    def _point_event(self, event: PointEvent) -> list[Effect]:
+        rec = self.get(event.device_id)
+        if rec is None or rec.device.status is Status.IGNORED:
+            self.counters["event_for_unknown_device"] += rec is None
+            return []
+        effects = self._touch(rec, event.ts)
+        effects.append(Forward(event.model_copy(update={"device_id": rec.device.id})))
+        return effects
+
+    def _removed(self, event: DeviceRemoved) -> list[Effect]:
+        self.sources.pop(event.device_id, None)
+        canonical = self.aliases.pop(event.device_id, None)
+        if canonical is not None:
+            # Only one path went away: rebuild the description from the paths left.
+            rest = [d for d in self.sources.values() if self.aliases.get(d.id, d.id) == canonical]
+            if rest:
+                return self._discovered(rest[0], event.ts)
+            return []
+        rec = self.records.get(event.device_id)
+        if rec is None:
+            return []
+        aliases = [a for a, c in self.aliases.items() if c == event.device_id]
+        if aliases:
+            for a in aliases:
+                del self.aliases[a]
+            return self._discovered(self.sources[aliases[0]], event.ts)
+        if event.device_id in self.named:
+            # The installer still expects it: keep it visible as gone rather than vanished.
+            return self._availability(
+                AvailabilityChanged(
+                    ts=event.ts,
+                    device_id=event.device_id,
+                    availability=Availability(state=AvailabilityState.OFFLINE, reason=event.reason),
+                )
+            )
+        del self.records[event.device_id]
+        return [Unpublish(event.device_id), Forward(event)]
+
+    # -- installer decisions -----------------------------------------------------------
+
+    def decide(
+        self, device_id: str, status: Status, ts: datetime, name: str | None = None, room: str | None = None
+    ) -> list[Effect]:
+        """Adopt or ignore a device (from the inbox); raise KeyError when there is no such device."""
+        rec = self.get(device_id)
+        if rec is None:
+            raise KeyError(device_id)
+        dev_id = rec.device.id
+        self.decisions[dev_id] = status
+        update: dict[str, object] = {"status": status}
+        if name:
+            update["name"] = name
+        if room:
+            update["room"] = room
+        rec.device = rec.device.model_copy(update=update)
+        if status is Status.IGNORED:
+            return [Unpublish(dev_id)]
+        return [
+            PublishDevice(rec.device),
+            PublishState(dev_id, rec.ts, dict(rec.values), rec.device.availability),
+            Forward(DeviceAdopted(ts=ts, device=rec.device)),
+        ]
+
+    # -- commands ----------------------------------------------------------------------
+
+    def route(self, device_id: str, values: Mapping[str, Value]) -> list[Route]:
+        """Split a command by the path that owns each point; raise CommandRefused with a reason."""
+        rec = self.get(device_id)
+        if rec is None:
+            raise CommandRefused(f"no device '{device_id}'")
+        dev = rec.device
+        if dev.status is not Status.ADOPTED:
+            raise CommandRefused(f"device '{dev.id}' is {dev.status.value}: adopt it before sending commands")
+        by_owner: dict[str, dict[str, Value]] = {}
+        for key, value in values.items():
+            point = dev.point(key)
+            if point is None:
+                known = ", ".join(p.key for p in dev.points if p.writable) or "none"
+                raise CommandRefused(f"device '{dev.id}' has no point '{key}' (writable points: {known})")
+            if not point.writable:
+                raise CommandRefused(f"point '{key}' of '{dev.id}' is read-only")
+            _check_value(point, value)
+            by_owner.setdefault(rec.owners.get(key, dev.id), {})[key] = value
+        return [Route(self.sources.get(owner, dev), vals) for owner, vals in by_owner.items()]
+
+
+_OTHER = Kind.OTHER
+_MISSING = object()
+
+
+def _merge_composites(old: Mapping[str, Value], new: Mapping[str, Value]) -> dict[str, Value]:
+    # A light that reports only its brightness keeps its on/off and colour temperature.
+    out: dict[str, Value] = {}
+    for key, value in new.items():
+        prev = old.get(key)
+        out[key] = {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
+    return out
+
+
+def _check_value(point: Point, value: Value) -> None:
+    category = KINDS[point.kind].category
+    allowed = _VALUE_TYPES.get(category)
+    if allowed is not None and not isinstance(value, allowed):
+        raise CommandRefused(f"point '{point.key}' takes {_TYPE_WORDS[category]}, not {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not _within(value, point.min, point.max):
+        raise CommandRefused(f"point '{point.key}' takes {point.min}..{point.max}, not {value}")
+    if point.options and isinstance(value, str) and value not in point.options:
+        raise CommandRefused(f"point '{point.key}' takes one of {', '.join(point.options)}, not {value!r}")
+
+
+def _within(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+_VALUE_TYPES: dict[Category, type | tuple[type, ...]] = {
+    Category.BINARY: bool,
+    Category.NUMERIC: (int, float),
+    Category.ACTUATOR: (bool, int, float, str, dict),
+}
+_TYPE_WORDS: dict[Category, str] = {
+    Category.BINARY: "true or false",
+    Category.NUMERIC: "a number",
+    Category.ACTUATOR: "a value or an object",
+}
+
+
+def _protocol_of(device_id: str) -> Protocol:
+    prefix = device_id.split("-", 1)[0]
+    return next((p for p in Protocol if p.value == prefix), Protocol.CONFIG)

@@ -1,0 +1,214 @@
+"""The registry's pure merge, adoption and routing rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.model import (
+    Availability,
+    AvailabilityChanged,
+    AvailabilityState,
+    Device,
+    DeviceDiscovered,
+    DeviceRemoved,
+    Kind,
+    Point,
+    PointEvent,
+    Protocol,
+    StateChanged,
+    Status,
+)
+from hub.registry import CommandRefused, Forward, Named, PublishDevice, PublishState, Registry, Unpublish
+
+T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+IEEE = "0x00158d0001a2b3c4"
+
+
+def z2m_plug() -> Device:
+    return Device(
+        id=f"z2m-{IEEE}",
+        name="Kitchen plug",
+        protocol=Protocol.Z2M,
+        identifiers={"ieee": IEEE},
+        points=(
+            Point(key="switch", kind=Kind.SWITCH, writable=True),
+            Point(key="power", kind=Kind.POWER, unit="W"),
+        ),
+    )
+
+
+def ha_copy() -> Device:
+    return Device(
+        id=f"ha-zigbee2mqtt_{IEEE}",
+        name="Kitchen plug (HA)",
+        protocol=Protocol.HA,
+        identifiers={"ieee": IEEE, "unique_id": "x"},
+        points=(
+            Point(key="plug_switch", kind=Kind.SWITCH, writable=True),
+            Point(key="plug_energy", kind=Kind.ENERGY, unit="kWh"),
+        ),
+    )
+
+
+def discovered(dev: Device) -> DeviceDiscovered:
+    return DeviceDiscovered(ts=T0, device=dev)
+
+
+def test_discovered_device_is_pending_and_published_to_inbox() -> None:
+    reg = Registry()
+    effects = reg.apply(discovered(z2m_plug()))
+    published = [e.device for e in effects if isinstance(e, PublishDevice)]
+    assert [d.status for d in published] == [Status.PENDING]
+    assert not reg.active(f"z2m-{IEEE}")
+
+
+def test_named_device_is_adopted_with_installer_name_room_and_role() -> None:
+    reg = Registry({f"z2m-{IEEE}": Named("Cooktop", "kitchen", "cooktop")})
+    reg.apply(discovered(z2m_plug()))
+    dev = reg.get(f"z2m-{IEEE}")
+    assert dev is not None
+    assert (dev.device.name, dev.device.room, dev.device.role, dev.device.status) == (
+        "Cooktop",
+        "kitchen",
+        "cooktop",
+        Status.ADOPTED,
+    )
+
+
+def test_copy_seen_through_ha_discovery_merges_into_native_device() -> None:
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    reg.apply(discovered(ha_copy()))
+    assert list(reg.records) == [f"z2m-{IEEE}"]
+    dev = reg.get(f"ha-zigbee2mqtt_{IEEE}")
+    assert dev is not None
+    # The HA switch duplicates the native one and is dropped; the energy point is new.
+    assert [p.key for p in dev.device.points] == ["switch", "power", "plug_energy"]
+    assert dev.owners["plug_energy"] == f"ha-zigbee2mqtt_{IEEE}"
+
+
+def test_native_path_arriving_later_becomes_canonical() -> None:
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(ha_copy()))
+    reg.apply(discovered(z2m_plug()))
+    assert list(reg.records) == [f"z2m-{IEEE}"]
+    assert reg.get(f"ha-zigbee2mqtt_{IEEE}") is reg.get(f"z2m-{IEEE}")
+
+
+def test_partial_updates_merge_and_only_changes_are_forwarded() -> None:
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"switch": True, "power": 5.0}))
+    effects = reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"power": 120.0, "switch": True}))
+    state = next(e for e in effects if isinstance(e, PublishState))
+    assert state.values == {"switch": True, "power": 120.0}
+    forwarded = [e.event for e in effects if isinstance(e, Forward)]
+    assert [f.values for f in forwarded if isinstance(f, StateChanged)] == [{"power": 120.0}]
+
+
+def test_composite_values_merge_key_by_key() -> None:
+    reg = Registry(auto_adopt=True)
+    light = Device(id="z2m-0x1", name="Lamp", protocol=Protocol.Z2M, points=(Point(key="light", kind=Kind.LIGHT),))
+    reg.apply(discovered(light))
+    reg.apply(StateChanged(ts=T0, device_id="z2m-0x1", values={"light": {"on": True, "brightness": 40}}))
+    reg.apply(StateChanged(ts=T0, device_id="z2m-0x1", values={"light": {"brightness": 80}}))
+    rec = reg.get("z2m-0x1")
+    assert rec is not None
+    assert rec.values["light"] == {"on": True, "brightness": 80}
+
+
+def test_report_brings_unknown_device_online_and_offline_is_published() -> None:
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    effects = reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"power": 1.0}))
+    assert any(isinstance(e, Forward) and isinstance(e.event, AvailabilityChanged) for e in effects)
+    off = Availability(state=AvailabilityState.OFFLINE, reason="zigbee2mqtt availability: offline")
+    effects = reg.apply(AvailabilityChanged(ts=T0, device_id=f"z2m-{IEEE}", availability=off))
+    rec = reg.get(f"z2m-{IEEE}")
+    assert rec is not None
+    assert rec.device.availability.state is AvailabilityState.OFFLINE
+    assert rec.device.availability.last_seen == T0  # kept from the last report
+    assert any(isinstance(e, PublishState) and e.availability.state is AvailabilityState.OFFLINE for e in effects)
+
+
+def test_commands_to_pending_device_are_refused_with_a_reason() -> None:
+    reg = Registry()
+    reg.apply(discovered(z2m_plug()))
+    with pytest.raises(CommandRefused, match="pending: adopt it"):
+        reg.route(f"z2m-{IEEE}", {"switch": True})
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"nope": True}, "has no point 'nope'"),
+        ({"power": 3}, "read-only"),
+        ({"switch": {"x": [1]}}, None),  # composite accepted by type; the adapter decides
+    ],
+)
+def test_route_checks_points(values: dict[str, object], reason: str | None) -> None:
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    if reason is None:
+        assert reg.route(f"z2m-{IEEE}", values)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(CommandRefused, match=reason):
+            reg.route(f"z2m-{IEEE}", values)  # type: ignore[arg-type]
+
+
+def test_route_splits_by_owning_path() -> None:
+    energy = ha_copy().model_copy(update={"points": (Point(key="led", kind=Kind.LIGHT, writable=True),)})
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    reg.apply(discovered(energy))
+    routes = reg.route(f"z2m-{IEEE}", {"switch": False, "led": {"on": True}})
+    assert {r.device.id: r.values for r in routes} == {
+        f"z2m-{IEEE}": {"switch": False},
+        f"ha-zigbee2mqtt_{IEEE}": {"led": {"on": True}},
+    }
+
+
+def test_ignored_device_is_unpublished_and_its_state_dropped() -> None:
+    reg = Registry()
+    reg.apply(discovered(z2m_plug()))
+    assert reg.decide(f"z2m-{IEEE}", Status.IGNORED, T0) == [Unpublish(f"z2m-{IEEE}")]
+    assert reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"power": 1.0})) == []
+    assert reg.apply(PointEvent(ts=T0, device_id=f"z2m-{IEEE}", key="action", value="single")) == []
+
+
+def test_ignore_decision_survives_rediscovery() -> None:
+    reg = Registry(decisions={f"z2m-{IEEE}": Status.IGNORED})
+    effects = reg.apply(discovered(z2m_plug()))
+    assert effects == [Unpublish(f"z2m-{IEEE}")]
+    assert reg.apply(discovered(z2m_plug())) == []
+
+
+def test_removal_unpublishes_unnamed_and_keeps_named_device_offline() -> None:
+    reg = Registry({"z2m-0x2": Named("Bed", "bedroom")}, auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    reg.apply(discovered(Device(id="z2m-0x2", name="x", protocol=Protocol.Z2M)))
+    assert Unpublish(f"z2m-{IEEE}") in reg.apply(DeviceRemoved(ts=T0, device_id=f"z2m-{IEEE}", reason="left"))
+    assert reg.get(f"z2m-{IEEE}") is None
+    reg.apply(DeviceRemoved(ts=T0, device_id="z2m-0x2", reason="left the network"))
+    rec = reg.get("z2m-0x2")
+    assert rec is not None
+    assert (rec.device.availability.state, rec.device.availability.reason) == (
+        AvailabilityState.OFFLINE,
+        "left the network",
+    )
+
+
+def test_placeholders_for_named_devices_not_yet_seen() -> None:
+    reg = Registry({"tasmota-A4CF12B3C4D5": Named("Kettle", "kitchen", "kettle")})
+    effects = reg.placeholders()
+    assert len(effects) == 1
+    dev = reg.get("tasmota-A4CF12B3C4D5")
+    assert dev is not None
+    assert (dev.device.protocol, dev.device.status, dev.device.availability.reason) == (
+        Protocol.TASMOTA,
+        Status.ADOPTED,
+        "not seen yet",
+    )
+    assert reg.placeholders() == []
