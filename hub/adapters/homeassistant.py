@@ -1,0 +1,1395 @@
+"""Home Assistant MQTT discovery: configs become devices and points, state topics become partial updates."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Final
+
+from hub.adapters.base import Rejected
+from hub.adapters.common import decode_object, decode_text, normalize_ieee, normalize_mac, number, to_canonical
+from hub.model import (
+    KINDS,
+    Availability,
+    AvailabilityChanged,
+    AvailabilityState,
+    Category,
+    Device,
+    DeviceDiscovered,
+    DeviceRemoved,
+    Event,
+    Kind,
+    Point,
+    PointEvent,
+    Protocol,
+    Scalar,
+    StateChanged,
+    Value,
+    device_id,
+)
+from hub.wire import Message
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------- abbreviations
+
+# HA 2025.4 abbreviations.py, the keys this adapter reads plus the common ones; unknown keys
+# (abbreviated or not) are kept as they are, never rejected.
+ABBREVIATIONS: dict[str, str] = {
+    "act_t": "action_topic",
+    "act_tpl": "action_template",
+    "atype": "automation_type",
+    "aux_cmd_t": "aux_command_topic",
+    "avty": "availability",
+    "avty_mode": "availability_mode",
+    "avty_t": "availability_topic",
+    "avty_tpl": "availability_template",
+    "bri_cmd_t": "brightness_command_topic",
+    "bri_cmd_tpl": "brightness_command_template",
+    "bri_scl": "brightness_scale",
+    "bri_stat_t": "brightness_state_topic",
+    "bri_tpl": "brightness_template",
+    "bri_val_tpl": "brightness_value_template",
+    "clr_temp_cmd_t": "color_temp_command_topic",
+    "clr_temp_cmd_tpl": "color_temp_command_template",
+    "clr_temp_k": "color_temp_kelvin",
+    "clr_temp_stat_t": "color_temp_state_topic",
+    "clr_temp_val_tpl": "color_temp_value_template",
+    "cmps": "components",
+    "cmd_off_tpl": "command_off_template",
+    "cmd_on_tpl": "command_on_template",
+    "cmd_t": "command_topic",
+    "cmd_tpl": "command_template",
+    "cod_arm_req": "code_arm_required",
+    "curr_temp_t": "current_temperature_topic",
+    "curr_temp_tpl": "current_temperature_template",
+    "dev": "device",
+    "dev_cla": "device_class",
+    "e": "encoding",
+    "en": "enabled_by_default",
+    "ent_cat": "entity_category",
+    "ent_pic": "entity_picture",
+    "evt_typ": "event_types",
+    "exp_aft": "expire_after",
+    "fanspd_lst": "fan_speed_list",
+    "frc_upd": "force_update",
+    "fx_list": "effect_list",
+    "ic": "icon",
+    "init": "initial",
+    "json_attr": "json_attributes",
+    "json_attr_t": "json_attributes_topic",
+    "json_attr_tpl": "json_attributes_template",
+    "max_mirs": "max_mireds",
+    "min_mirs": "min_mireds",
+    "max_temp": "max_temp",
+    "min_temp": "min_temp",
+    "max_kelvin": "max_kelvin",
+    "min_kelvin": "min_kelvin",
+    "mode_cmd_t": "mode_command_topic",
+    "mode_cmd_tpl": "mode_command_template",
+    "mode_stat_t": "mode_state_topic",
+    "mode_stat_tpl": "mode_state_template",
+    "modes": "modes",
+    "name": "name",
+    "o": "origin",
+    "obj_id": "object_id",
+    "off_dly": "off_delay",
+    "on_cmd_type": "on_command_type",
+    "ops": "options",
+    "opt": "optimistic",
+    "osc_cmd_t": "oscillation_command_topic",
+    "p": "platform",
+    "pct_cmd_t": "percentage_command_topic",
+    "pct_cmd_tpl": "percentage_command_template",
+    "pct_stat_t": "percentage_state_topic",
+    "pct_val_tpl": "percentage_value_template",
+    "pl": "payload",
+    "pl_arm_away": "payload_arm_away",
+    "pl_avail": "payload_available",
+    "pl_cls": "payload_close",
+    "pl_disarm": "payload_disarm",
+    "pl_lock": "payload_lock",
+    "pl_not_avail": "payload_not_available",
+    "pl_off": "payload_off",
+    "pl_on": "payload_on",
+    "pl_open": "payload_open",
+    "pl_prs": "payload_press",
+    "pl_stop": "payload_stop",
+    "pl_unlk": "payload_unlock",
+    "pos": "reports_position",
+    "pos_clsd": "position_closed",
+    "pos_open": "position_open",
+    "pos_t": "position_topic",
+    "pos_tpl": "position_template",
+    "ret": "retain",
+    "schema": "schema",
+    "set_pos_t": "set_position_topic",
+    "set_pos_tpl": "set_position_template",
+    "stat_cla": "state_class",
+    "stat_clsd": "state_closed",
+    "stat_closing": "state_closing",
+    "stat_jam": "state_jammed",
+    "stat_locked": "state_locked",
+    "stat_locking": "state_locking",
+    "stat_off": "state_off",
+    "stat_on": "state_on",
+    "stat_open": "state_open",
+    "stat_opening": "state_opening",
+    "stat_stopped": "state_stopped",
+    "stat_t": "state_topic",
+    "stat_tpl": "state_template",
+    "stat_unlocked": "state_unlocked",
+    "stat_unlocking": "state_unlocking",
+    "stat_val_tpl": "state_value_template",
+    "step": "step",
+    "stype": "subtype",
+    "sug_dsp_prc": "suggested_display_precision",
+    "sup_clrm": "supported_color_modes",
+    "t": "topic",
+    "temp_cmd_t": "temperature_command_topic",
+    "temp_cmd_tpl": "temperature_command_template",
+    "temp_stat_t": "temperature_state_topic",
+    "temp_stat_tpl": "temperature_state_template",
+    "temp_unit": "temperature_unit",
+    "temp_step": "temp_step",
+    "tilt_cmd_t": "tilt_command_topic",
+    "tilt_status_t": "tilt_status_topic",
+    "tilt_status_tpl": "tilt_status_template",
+    "uniq_id": "unique_id",
+    "unit_of_meas": "unit_of_measurement",
+    "val_tpl": "value_template",
+}
+DEVICE_ABBREVIATIONS: dict[str, str] = {
+    "cns": "connections",
+    "ids": "identifiers",
+    "name": "name",
+    "mf": "manufacturer",
+    "mdl": "model",
+    "mdl_id": "model_id",
+    "hw": "hw_version",
+    "sw": "sw_version",
+    "sa": "suggested_area",
+    "sn": "serial_number",
+    "cu": "configuration_url",
+    "via_device": "via_device",
+}
+ORIGIN_ABBREVIATIONS: dict[str, str] = {"name": "name", "sw": "sw_version", "url": "support_url"}
+
+
+def expand(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A discovery payload with abbreviations expanded, then `~` replaced at the start/end of topics."""
+    out = {ABBREVIATIONS.get(k, k): v for k, v in cfg.items()}
+    for key, table in (("device", DEVICE_ABBREVIATIONS), ("origin", ORIGIN_ABBREVIATIONS)):
+        if isinstance(out.get(key), Mapping):
+            out[key] = {table.get(k, k): v for k, v in out[key].items()}
+    if isinstance(out.get("availability"), list):
+        out["availability"] = [
+            {ABBREVIATIONS.get(k, k): v for k, v in a.items()} if isinstance(a, Mapping) else a
+            for a in out["availability"]
+        ]
+    if isinstance(out.get("components"), Mapping):
+        out["components"] = {
+            str(k): {ABBREVIATIONS.get(ck, ck): cv for ck, cv in c.items()} if isinstance(c, Mapping) else c
+            for k, c in out["components"].items()
+        }
+    base = out.get("~")
+    if isinstance(base, str):
+        out = _tilde(out, base)
+    return out
+
+
+def _tilde(cfg: dict[str, Any], base: str) -> dict[str, Any]:
+    def sub(v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        if v.startswith("~"):
+            return base + v[1:]
+        if v.endswith("~"):
+            return v[:-1] + base
+        return v
+
+    out = {k: sub(v) if k.endswith("topic") else v for k, v in cfg.items()}
+    if isinstance(out.get("availability"), list):
+        out["availability"] = [
+            {**a, "topic": sub(a.get("topic"))} if isinstance(a, Mapping) else a for a in out["availability"]
+        ]
+    if isinstance(out.get("components"), Mapping):
+        out["components"] = {
+            k: {ck: sub(cv) if ck.endswith("topic") else cv for ck, cv in c.items()} if isinstance(c, Mapping) else c
+            for k, c in out["components"].items()
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------- templates
+
+_UNDEFINED: Final = object()  # a missing key: the value is absent from this message
+_SKIP: Final = object()  # a decoder's "this payload means nothing": no value is emitted
+
+
+class TemplateError(ValueError):
+    """A template outside the supported subset, or one that failed on this message."""
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<str>'[^'\\]*'|\"[^\"\\]*\")"
+    r"|(?P<op>[.\[\]()|,]))"
+)
+_CHUNK = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
+def _tokens(src: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    src = src.rstrip()
+    while pos < len(src):
+        m = _TOKEN.match(src, pos)
+        if m is None or m.end() == pos:
+            raise TemplateError(f"unexpected {src[pos : pos + 10]!r}")
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+# AST nodes are plain tuples: ("path", root, (keys...)), ("lit", value), ("filter", name, node, args),
+# ("cond", then, path, negate, else)
+Node = tuple[Any, ...]
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]], roots: frozenset[str]) -> None:
+        self.t, self.i, self.roots = tokens, 0, roots
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self, kind: str, text: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or tok[0] != kind or (text is not None and tok[1] != text):
+            raise TemplateError(f"expected {text or kind}, got {tok[1] if tok else 'end'}")
+        self.i += 1
+        return tok[1]
+
+    def expr(self) -> Node:
+        node = self.pipe()
+        if self.peek() == ("name", "if"):
+            self.i += 1
+            path = self.path()
+            self.take("name", "is")
+            negate = self.peek() == ("name", "not")
+            self.i += negate
+            self.take("name", "defined")
+            self.take("name", "else")
+            node = ("cond", node, path, negate, self.pipe())
+        if self.peek() is not None:
+            raise TemplateError(f"unexpected {self.peek()}")
+        return node
+
+    def pipe(self) -> Node:
+        node = self.primary()
+        if self.peek() == ("name", "is"):
+            self.i += 1
+            negate = self.peek() == ("name", "not")
+            self.i += negate
+            self.take("name", "defined")
+            return ("defined", node, negate)
+        while self.peek() == ("op", "|"):
+            self.i += 1
+            name = self.take("name")
+            if name not in _FILTERS:
+                raise TemplateError(f"filter {name!r} not supported")
+            args: list[Any] = []
+            if self.peek() == ("op", "("):
+                self.i += 1
+                while self.peek() != ("op", ")"):
+                    args.append(self.literal())
+                    if self.peek() == ("op", ","):
+                        self.i += 1
+                self.take("op", ")")
+            node = ("filter", name, node, tuple(args))
+        return node
+
+    def literal(self) -> Any:
+        tok = self.peek()
+        if tok is not None and tok[0] == "num":
+            self.i += 1
+            return float(tok[1]) if "." in tok[1] else int(tok[1])
+        if tok is not None and tok[0] == "str":
+            self.i += 1
+            return tok[1][1:-1]
+        raise TemplateError(f"expected a literal, got {tok}")
+
+    def primary(self) -> Node:
+        tok = self.peek()
+        if tok is not None and tok[0] in ("num", "str"):
+            return ("lit", self.literal())
+        return self.path()
+
+    def path(self) -> Node:
+        root = self.take("name")
+        if root not in self.roots:
+            raise TemplateError(f"variable {root!r} not supported")
+        keys: list[Any] = []
+        while self.peek() in (("op", "."), ("op", "[")):
+            if self.take("op") == ".":
+                keys.append(self.take("name"))
+            else:
+                keys.append(self.literal())
+                self.take("op", "]")
+        return ("path", root, tuple(keys))
+
+
+def _f_float(v: Any, *args: Any) -> Any:
+    n = number(v) if not isinstance(v, bool) else float(v)
+    if n is None:
+        if args:
+            return args[0]
+        raise TemplateError(f"float of {v!r}")
+    return n
+
+
+def _f_int(v: Any, *args: Any) -> Any:
+    n = _f_float(v, *args) if not args else (number(v) if number(v) is not None else None)
+    if n is None:
+        return args[0]
+    return int(n) if isinstance(n, float) else n
+
+
+def _f_round(v: Any, *args: Any) -> Any:
+    n = _f_float(v)
+    digits = int(args[0]) if args and isinstance(args[0], int) else 0
+    return round(n, digits)
+
+
+def _f_case(fn: Callable[[str], str]) -> Callable[..., Any]:
+    return lambda v, *args: fn(_stringify(v))
+
+
+_FILTERS: dict[str, Callable[..., Any]] = {
+    "float": _f_float,
+    "int": _f_int,
+    "round": _f_round,
+    "lower": _f_case(str.lower),
+    "upper": _f_case(str.upper),
+}
+
+
+def _stringify(v: Any) -> str:
+    # Jinja renders Python values with str(): JSON false is "False", 1 is "1"; HA's schema
+    # coerces payload_on/payload_off the same way (cv.string), so both sides agree.
+    return str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A parsed template of the supported subset: literal text and `{{ expr }}` chunks."""
+
+    source: str
+    parts: tuple[str | Node, ...]
+
+    @classmethod
+    def parse(cls, source: str, roots: frozenset[str] = frozenset({"value", "value_json"})) -> Template:
+        """Parse a template, or raise TemplateError when it is outside the subset (`{% %}`, calls, ...)."""
+        if "{%" in source or "{#" in source:
+            raise TemplateError("statements are not supported")
+        parts: list[str | Node] = []
+        pos = 0
+        for m in _CHUNK.finditer(source):
+            if m.start() > pos:
+                parts.append(source[pos : m.start()])
+            parts.append(_Parser(_tokens(m.group(1)), roots).expr())
+            pos = m.end()
+        if "{{" in source[pos:] or "}}" in source[pos:]:
+            raise TemplateError("unbalanced braces")
+        if pos < len(source):
+            parts.append(source[pos:])
+        return cls(source, tuple(parts))
+
+    def render(self, variables: Mapping[str, Any]) -> Any:
+        """The rendered, stripped string, or _UNDEFINED when a referenced value is absent."""
+        out: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            v = _eval(part, variables)
+            if v is _UNDEFINED:
+                return _UNDEFINED
+            out.append(_stringify(v))
+        return "".join(out).strip()
+
+
+def _eval(node: Node, var: Mapping[str, Any]) -> Any:
+    op = node[0]
+    if op == "lit":
+        return node[1]
+    if op == "path":
+        v = var.get(node[1], _UNDEFINED)
+        for key in node[2]:
+            if isinstance(v, Mapping) and isinstance(key, str):
+                v = v.get(key, _UNDEFINED)
+            elif isinstance(v, list) and isinstance(key, int) and not isinstance(key, bool) and -len(v) <= key < len(v):
+                v = v[key]
+            else:
+                return _UNDEFINED
+        return v
+    if op == "defined":
+        return (_eval(node[1], var) is not _UNDEFINED) != node[2]
+    if op == "cond":
+        defined = (_eval(node[2], var) is not _UNDEFINED) != node[3]
+        return _eval(node[1] if defined else node[4], var)
+    v = _eval(node[2], var)
+    if v is _UNDEFINED:
+        return _UNDEFINED
+    return _FILTERS[node[1]](v, *node[3])
+
+
+# ---------------------------------------------------------------------------------- tables
+
+# binary_sensor device_class -> (kind, invert): HA `lock` ON means unlocked; everything else
+# listed is ON = detected/open/low, which is already the hub's sense.
+_BINARY_CLASSES: dict[str, tuple[Kind, bool]] = {
+    "motion": (Kind.MOTION, False),
+    "occupancy": (Kind.OCCUPANCY, False),
+    "presence": (Kind.PRESENCE, False),
+    "door": (Kind.CONTACT, False),
+    "window": (Kind.CONTACT, False),
+    "opening": (Kind.CONTACT, False),
+    "garage_door": (Kind.CONTACT, False),
+    "smoke": (Kind.SMOKE, False),
+    "gas": (Kind.GAS, False),
+    "carbon_monoxide": (Kind.CARBON_MONOXIDE, False),
+    "moisture": (Kind.WATER_LEAK, False),
+    "tamper": (Kind.TAMPER, False),
+    "vibration": (Kind.VIBRATION, False),
+    "battery": (Kind.BATTERY_LOW, False),
+    "lock": (Kind.LOCK, True),
+}
+_SENSOR_CLASSES: dict[str, Kind] = {
+    "temperature": Kind.TEMPERATURE,
+    "humidity": Kind.HUMIDITY,
+    "illuminance": Kind.ILLUMINANCE,
+    "power": Kind.POWER,
+    "energy": Kind.ENERGY,
+    "voltage": Kind.VOLTAGE,
+    "current": Kind.CURRENT,
+    "battery": Kind.BATTERY,
+    "carbon_dioxide": Kind.CO2,
+    "pm25": Kind.PM25,
+}
+_COMPONENT_KINDS: dict[str, Kind] = {
+    "switch": Kind.SWITCH,
+    "light": Kind.LIGHT,
+    "cover": Kind.COVER,
+    "lock": Kind.LOCK,
+    "climate": Kind.CLIMATE,
+    "fan": Kind.FAN,
+    "siren": Kind.SIREN,
+    "valve": Kind.VALVE,
+    "event": Kind.BUTTON,
+    "device_automation": Kind.BUTTON,
+}
+# component -> the (topic key, template key, role) triples that carry its state
+_STATE_SOURCES: dict[str, tuple[tuple[str, str | None, str], ...]] = {
+    "cover": (("state_topic", "value_template", "state"), ("position_topic", "position_template", "position")),
+    "climate": (
+        ("mode_state_topic", "mode_state_template", "mode"),
+        ("temperature_state_topic", "temperature_state_template", "target"),
+        ("current_temperature_topic", "current_temperature_template", "current"),
+    ),
+    "light:json": (("state_topic", None, "json"),),
+    "light:basic": (
+        ("state_topic", "state_value_template", "on"),
+        ("brightness_state_topic", "brightness_value_template", "brightness"),
+        ("color_temp_state_topic", "color_temp_value_template", "color_temp"),
+    ),
+    "device_automation": (("topic", None, "trigger"),),
+}
+_DEFAULT_SOURCES: tuple[tuple[str, str | None, str], ...] = (("state_topic", "value_template", "state"),)
+_COMMAND_TOPICS = ("command_topic", "set_position_topic", "mode_command_topic", "temperature_command_topic")
+_COMPOSITE = frozenset({"light", "cover", "climate"})
+_SOS = re.compile(r"(^|_)(sos|emergency|panic)($|_)")
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.:-]+")
+_SNAKE = re.compile(r"[^a-z0-9]+")
+
+
+def _s(v: Any, default: str) -> str:
+    """A configured payload as HA's cv.string sees it: str() of whatever JSON gave."""
+    return default if v is None or isinstance(v, list | dict) else str(v)
+
+
+def _snake(s: str) -> str:
+    return _SNAKE.sub("_", s.lower()).strip("_")[:120] or "entity"
+
+
+# ---------------------------------------------------------------------------------- entities
+
+
+@dataclass(slots=True)
+class _Entity:
+    """One discovered entity with everything precomputed for decoding and encoding."""
+
+    did: str
+    config_topic: str
+    component: str
+    cfg: dict[str, Any]
+    dev: str
+    point: Point
+    sources: list[tuple[str, Template | None, str]]
+    avail: list[tuple[str, Template | None, str, str]]
+    mode: str
+    invert: bool = False
+    composite: dict[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _HaDevice:
+    """A device assembled from its entities' device blocks."""
+
+    id: str
+    info: dict[str, Any] = field(default_factory=dict)
+    identifiers: dict[str, str] = field(default_factory=dict)
+    via: str | None = None
+    bridge: bool = False
+    entities: dict[str, _Entity] = field(default_factory=dict)
+    avail_payloads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    emitted: AvailabilityState = AvailabilityState.UNKNOWN
+
+
+def _template(cfg: Mapping[str, Any], key: str | None, notes: list[str]) -> tuple[bool, Template | None]:
+    src = cfg.get(key) if key else None
+    if src is None:
+        return True, None
+    if not isinstance(src, str):
+        notes.append(f"{key} is not a string")
+        return False, None
+    try:
+        return True, Template.parse(src)
+    except TemplateError:
+        notes.append(f"template not supported: {src}")
+        return False, None
+
+
+def _availability(cfg: Mapping[str, Any], notes: list[str]) -> list[tuple[str, Template | None, str, str]]:
+    entries: list[Mapping[str, Any]] = []
+    if isinstance(cfg.get("availability"), list):
+        entries = [a for a in cfg["availability"] if isinstance(a, Mapping)]
+    elif isinstance(cfg.get("availability_topic"), str):
+        entries = [
+            {
+                "topic": cfg["availability_topic"],
+                "value_template": cfg.get("availability_template"),
+                "payload_available": cfg.get("payload_available"),
+                "payload_not_available": cfg.get("payload_not_available"),
+            }
+        ]
+    out = []
+    for a in entries:
+        topic = a.get("topic")
+        ok, tpl = _template(a, "value_template", notes)
+        if isinstance(topic, str) and topic and ok:
+            avail = _s(a.get("payload_available", cfg.get("payload_available")), "online")
+            not_avail = _s(a.get("payload_not_available", cfg.get("payload_not_available")), "offline")
+            out.append((topic, tpl, avail, not_avail))
+    return out
+
+
+def _kind(component: str, cfg: Mapping[str, Any]) -> tuple[Kind, bool, str | None]:
+    """The kind of an entity, whether its binary value is inverted, and why it is `other`."""
+    dc = cfg.get("device_class")
+    if component == "binary_sensor":
+        if dc is None:
+            return Kind.OTHER, False, "no device_class"
+        kind, invert = _BINARY_CLASSES.get(str(dc), (Kind.OTHER, False))
+        return kind, invert, None if kind is not Kind.OTHER else f"binary_sensor device_class {dc!r} has no kind"
+    if component == "sensor":
+        if dc is None:
+            return Kind.OTHER, False, "no device_class"
+        kind = _SENSOR_CLASSES.get(str(dc), Kind.OTHER)
+        return kind, False, None if kind is not Kind.OTHER else f"sensor device_class {dc!r} has no kind"
+    if component == "event" and dc == "doorbell":
+        return Kind.DOORBELL, False, None
+    if component == "device_automation" and _SOS.search(str(cfg.get("subtype", ""))):
+        return Kind.SOS, False, None
+    kind = _COMPONENT_KINDS.get(component, Kind.OTHER)
+    return kind, False, None if kind is not Kind.OTHER else f"component {component!r} has no kind"
+
+
+def _sources(component: str, cfg: Mapping[str, Any]) -> tuple[tuple[str, str | None, str], ...]:
+    if component == "light":
+        return _STATE_SOURCES["light:json" if cfg.get("schema") == "json" else "light:basic"]
+    return _STATE_SOURCES.get(component, _DEFAULT_SOURCES)
+
+
+def _point_key(cfg: Mapping[str, Any], object_id: str, component: str, kind: Kind) -> str:
+    if component == "device_automation":
+        return _snake(str(cfg.get("type") or "trigger")) if kind is not Kind.SOS else "sos"
+    obj = cfg.get("object_id")
+    return _snake(obj if isinstance(obj, str) and obj else object_id)
+
+
+# ---------------------------------------------------------------------------------- adapter
+
+
+class HomeAssistantAdapter:
+    """Home Assistant MQTT discovery dialect (single-component and device-based configs)."""
+
+    name: ClassVar[str] = "homeassistant"
+
+    def __init__(self, prefix: str = "homeassistant") -> None:
+        self.prefix = prefix.rstrip("/")
+        self.counters: Counter[str] = Counter()
+        self._devices: dict[str, _HaDevice] = {}
+        self._entities: dict[str, _Entity] = {}  # by discovery id
+        self._by_config: dict[str, list[str]] = {}  # config topic -> discovery ids
+        self._state_index: dict[str, list[_Entity]] = {}
+        self._avail_index: dict[str, set[str]] = {}  # topic -> device ids
+        self._seq = 0
+
+    def subscriptions(self) -> list[str]:
+        """Discovery topics, plus every state/availability topic the configs seen so far name."""
+        return [
+            f"{self.prefix}/+/+/config",
+            f"{self.prefix}/+/+/+/config",
+            *sorted(self._state_index.keys() | self._avail_index.keys()),
+        ]
+
+    def device(self, device_id_: str) -> Device | None:
+        """The device as last discovered, by hub id."""
+        d = self._devices.get(device_id_)
+        return self._build(d) if d else None
+
+    # -- feed -------------------------------------------------------------------------------
+
+    def feed(self, msg: Message, now: datetime) -> list[Event]:
+        """Normalize one discovery, state or availability message."""
+        try:
+            return self._feed(msg, now)
+        except Rejected as exc:
+            self.counters[exc.reason] += 1
+            raise
+
+    def _feed(self, msg: Message, now: datetime) -> list[Event]:
+        events: list[Event] = []
+        entities = self._state_index.get(msg.topic)
+        if entities:
+            events.extend(self._on_state(entities, msg, now))
+        devs = self._avail_index.get(msg.topic)
+        if devs:
+            events.extend(self._on_availability(devs, msg, now))
+        if entities or devs:
+            return events
+        if msg.topic.startswith(self.prefix + "/") and msg.topic.endswith("/config"):
+            return self._on_config(msg, now)
+        self.counters["unknown_topic"] += 1
+        return []
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def _on_config(self, msg: Message, now: datetime) -> list[Event]:
+        parts = msg.topic[len(self.prefix) + 1 : -len("/config")].split("/")
+        if len(parts) not in (2, 3) or not all(parts) or any(c in p for p in parts for c in "+#"):
+            raise Rejected("bad_topic", msg.topic)
+        component, object_id = parts[0], parts[-1]
+        node = parts[1] if len(parts) == 3 else None
+        touched = {self._entities[d].dev for d in self._by_config.get(msg.topic, ()) if d in self._entities}
+        if not msg.payload:
+            for did in self._by_config.pop(msg.topic, []):
+                self._drop(did)
+            return self._announce(touched, now, "homeassistant discovery config removed")
+        cfg = expand(decode_object(msg.payload))
+        if cfg.get("migrate_discovery") is True:
+            self.counters["migrate_discovery"] += 1
+            return []
+        if component == "device":
+            comps = cfg.get("components")
+            if not isinstance(comps, Mapping) or not isinstance(cfg.get("device"), Mapping):
+                raise Rejected("bad_config", "device-based discovery needs `device` and `components`")
+            shared = {k: v for k, v in cfg.items() if k not in ("components", "~")}
+            built = []
+            for cid, comp in comps.items():
+                if not isinstance(comp, Mapping) or not isinstance(comp.get("platform"), str):
+                    raise Rejected("bad_config", f"component {cid!r} without a platform")
+                did = f"{msg.topic} {cid}"
+                if set(comp) <= {"platform"}:
+                    if did in self._entities:
+                        touched.add(self._entities[did].dev)
+                        self._drop(did)
+                    continue
+                built.append(self._entity(did, msg.topic, comp["platform"], {**shared, **comp}, str(cid)))
+        else:
+            did = f"{component} {node} {object_id}" if node else f"{component} {object_id}"
+            built = [self._entity(did, msg.topic, component, cfg, object_id)]
+        old = set(self._by_config.get(msg.topic, ()))
+        new = {e.did for e in built}
+        for did in old - new:
+            if did in self._entities:
+                self._drop(did)
+        self._by_config[msg.topic] = [d for d in old if d in self._entities and d not in new] + sorted(new)
+        for e in built:
+            self._register(e)
+            touched.add(e.dev)
+        return self._announce(touched, now, "homeassistant discovery config removed")
+
+    def _entity(self, did: str, topic: str, component: str, cfg: dict[str, Any], object_id: str) -> _Entity:
+        dev = self._device_for(cfg, did)
+        notes: list[str] = []
+        kind, invert, why = _kind(component, cfg)
+        if why:
+            notes.append(why)
+        sources: list[tuple[str, Template | None, str]] = []
+        wanted = 0
+        for topic_key, tpl_key, role in _sources(component, cfg):
+            t = cfg.get(topic_key)
+            if not isinstance(t, str) or not t:
+                continue
+            wanted += 1
+            ok, tpl = _template(cfg, tpl_key, notes)
+            if ok:
+                sources.append((t, tpl, role))
+        if wanted and not sources:
+            kind = Kind.OTHER
+        if component == "light" and cfg.get("schema") == "template":
+            kind, sources = Kind.OTHER, []
+            notes.append("light template schema not supported")
+        unit = cfg.get("unit_of_measurement") if isinstance(cfg.get("unit_of_measurement"), str) else None
+        canon = to_canonical(1.0, unit)[1] if unit else None
+        wanted_unit = KINDS[kind].unit
+        if component == "sensor" and wanted_unit and canon not in (None, wanted_unit):
+            kind = Kind.OTHER
+            notes.append(f"unit {unit!r} is not convertible to {wanted_unit}")
+        key = self._unique_key(dev, did, _point_key(cfg, object_id, component, kind), component)
+        writable = any(isinstance(cfg.get(k), str) and cfg.get(k) for k in _COMMAND_TOPICS)
+        # name null = the device's main feature (the device name shows); omitted = device_class
+        name = cfg.get("name") if "name" in cfg else cfg.get("device_class")
+        diagnostic = (
+            cfg.get("entity_category") in ("config", "diagnostic")
+            or cfg.get("enabled_by_default") is False
+            or dev.bridge
+        )
+        options: tuple[str, ...] = ()
+        if isinstance(cfg.get("options"), list):
+            options = tuple(str(o) for o in cfg["options"] if isinstance(o, str | int | float))
+        elif isinstance(cfg.get("modes"), list):
+            options = tuple(str(o) for o in cfg["modes"] if isinstance(o, str))
+        elif component == "device_automation" and isinstance(cfg.get("subtype"), str):
+            options = (cfg["subtype"],)
+        src = next((tpl.source for _, tpl, _ in sources if tpl), None) or next((t for t, _, _ in sources), None)
+        point = Point(
+            key=key,
+            kind=kind,
+            unit=KINDS[kind].unit if kind is not Kind.OTHER else canon,
+            writable=writable,
+            min=_num(cfg.get("min_temp", cfg.get("min"))),
+            max=_num(cfg.get("max_temp", cfg.get("max"))),
+            step=_num(cfg.get("temp_step", cfg.get("step"))),
+            options=options,
+            name=name if isinstance(name, str) and name else None,
+            source=src,
+            note="; ".join(notes) or None,
+            diagnostic=diagnostic,
+        )
+        return _Entity(
+            did=did,
+            config_topic=topic,
+            component=component,
+            cfg=cfg,
+            dev=dev.id,
+            point=point,
+            sources=sources,
+            avail=_availability(cfg, notes),
+            mode=str(cfg.get("availability_mode") or "latest"),
+            invert=invert,
+        )
+
+    def _device_for(self, cfg: Mapping[str, Any], did: str) -> _HaDevice:
+        raw = cfg.get("device")
+        block: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        ids = block.get("identifiers")
+        idlist = [str(i) for i in (ids if isinstance(ids, list) else [ids]) if isinstance(i, str | int) and str(i)]
+        uid = cfg.get("unique_id")
+        if idlist:
+            native = idlist[0]
+        elif isinstance(uid, str | int) and str(uid):
+            native = str(uid)
+        else:
+            native = did.replace(" ", "_")
+        hid = device_id(Protocol.HA, (_SAFE_ID.sub("_", native) or "device")[:250])
+        dev = self._devices.get(hid) or _HaDevice(hid)
+        for k, v in block.items():
+            if k not in ("identifiers", "connections") and isinstance(v, str | int | float) and not isinstance(v, bool):
+                dev.info[k] = str(v)
+        if idlist:
+            dev.identifiers["ha"] = idlist[0]
+            for i in idlist:
+                ieee = normalize_ieee(i.removeprefix("zigbee2mqtt_")) if i.startswith("zigbee2mqtt_0x") else None
+                if ieee:
+                    dev.identifiers["ieee"] = ieee
+                dev.bridge = dev.bridge or i.startswith("zigbee2mqtt_bridge_")
+        elif isinstance(uid, str | int):
+            dev.identifiers["unique_id"] = str(uid)
+        conns = block.get("connections")
+        for c in conns if isinstance(conns, list) else []:
+            if isinstance(c, list) and len(c) == 2 and c[0] == "mac" and isinstance(c[1], str):
+                mac = normalize_mac(c[1])
+                if mac:
+                    dev.identifiers["mac"] = mac
+        via = block.get("via_device")
+        if isinstance(via, str) and via:
+            dev.via = device_id(Protocol.HA, _SAFE_ID.sub("_", via)[:250])
+        self._devices[hid] = dev
+        return dev
+
+    def _unique_key(self, dev: _HaDevice, did: str, base: str, component: str) -> str:
+        current = dev.entities.get(did)
+        if current is not None and current.point.key.startswith(base):
+            return current.point.key
+        taken = {e.point.key for d, e in dev.entities.items() if d != did}
+        if base not in taken:
+            return base
+        # device_automation triggers of one type share one point; keep the first entity's key
+        if component == "device_automation":
+            return base
+        key, n = f"{base}_{_snake(component)}", 2
+        while key in taken:
+            key, n = f"{base}_{n}", n + 1
+        return key
+
+    def _register(self, e: _Entity) -> None:
+        if e.did in self._entities:
+            self._drop(e.did, keep_device=True)
+        self._entities[e.did] = e
+        dev = self._devices[e.dev]
+        dev.entities[e.did] = e
+        for topic, _, _ in e.sources:
+            self._state_index.setdefault(topic, []).append(e)
+        for topic, _, _, _ in e.avail:
+            self._avail_index.setdefault(topic, set()).add(dev.id)
+
+    def _drop(self, did: str, keep_device: bool = False) -> None:
+        e = self._entities.pop(did, None)
+        if e is None:
+            return
+        dev = self._devices.get(e.dev)
+        if dev is not None:
+            dev.entities.pop(did, None)
+        for topic, _, _ in e.sources:
+            left = [x for x in self._state_index.get(topic, []) if x is not e]
+            if left:
+                self._state_index[topic] = left
+            else:
+                self._state_index.pop(topic, None)
+        for topic, _, _, _ in e.avail:
+            if dev is not None and not any(topic == a[0] for x in dev.entities.values() for a in x.avail):
+                self._avail_index.get(topic, set()).discard(dev.id)
+                if not self._avail_index.get(topic):
+                    self._avail_index.pop(topic, None)
+
+    def _build(self, dev: _HaDevice) -> Device:
+        points: dict[str, Point] = {}
+        for e in dev.entities.values():
+            if e.point.key in points:  # device_automation triggers of one type: merge subtypes
+                p = points[e.point.key]
+                points[e.point.key] = p.model_copy(
+                    update={"options": tuple(dict.fromkeys(p.options + e.point.options))}
+                )
+            else:
+                points[e.point.key] = e.point
+        first = next(iter(dev.entities.values()), None)
+        fallback = first.cfg.get("name") if first else None
+        info = dev.info
+        return Device(
+            id=dev.id,
+            name=info.get("name") or (fallback if isinstance(fallback, str) and fallback else dev.id),
+            protocol=Protocol.HA,
+            room=info.get("suggested_area") or None,
+            manufacturer=info.get("manufacturer"),
+            model=info.get("model") or info.get("model_id"),
+            firmware=info.get("sw_version"),
+            identifiers=dict(dev.identifiers),
+            via=dev.via,
+            points=tuple(points.values()),
+        )
+
+    def _announce(self, touched: set[str], now: datetime, reason: str) -> list[Event]:
+        events: list[Event] = []
+        for did in sorted(touched):
+            dev = self._devices.get(did)
+            if dev is None:
+                continue
+            if dev.entities:
+                device = self._build(dev)
+                self.counters["other_points"] += sum(1 for p in device.points if p.kind is Kind.OTHER)
+                events.append(DeviceDiscovered(ts=now, device=device))
+            else:
+                del self._devices[did]
+                events.append(DeviceRemoved(ts=now, device_id=did, reason=reason))
+        return events
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _on_state(self, entities: list[_Entity], msg: Message, now: datetime) -> list[Event]:
+        text = decode_text(msg.payload)
+        variables: dict[str, Any] = {"value": text}
+        if text[:1] in ("{", "["):
+            try:
+                variables["value_json"] = json.loads(text)
+            except ValueError:
+                variables["value_json"] = _UNDEFINED
+        per_device: dict[str, dict[str, Value]] = {}
+        events: list[Event] = []
+        for e in entities:
+            for topic, tpl, role in e.sources:
+                if topic != msg.topic:
+                    continue
+                s = tpl.render(variables) if tpl else text
+                if s is _UNDEFINED:
+                    continue
+                decode = _DECODERS.get((e.component, role)) or _DECODERS.get(("*", role))
+                if decode is None:
+                    continue
+                try:
+                    v = decode(e, s, variables)
+                except TemplateError as exc:
+                    self.counters["template_error"] += 1
+                    log.debug("template on %s failed: %s", msg.topic, exc)
+                    continue
+                if v is _SKIP:
+                    continue
+                if KINDS[e.point.kind].category is Category.EVENT:
+                    if not msg.retain:
+                        events.append(PointEvent.model_construct(ts=now, device_id=e.dev, key=e.point.key, value=v))
+                    continue
+                if e.component in _COMPOSITE and isinstance(v, dict):
+                    e.composite.update(v)
+                    v = dict(e.composite)
+                per_device.setdefault(e.dev, {})[e.point.key] = v
+        for did, values in per_device.items():
+            events.insert(0, StateChanged.model_construct(ts=now, device_id=did, values=values))
+        if not per_device and not events and variables.get("value_json") is _UNDEFINED:
+            raise Rejected("invalid_json", f"state on {msg.topic} is not valid JSON")
+        return events
+
+    # -- availability -----------------------------------------------------------------------
+
+    def _on_availability(self, devs: set[str], msg: Message, now: datetime) -> list[Event]:
+        text = decode_text(msg.payload)
+        self._seq += 1
+        events: list[Event] = []
+        for did in sorted(devs):
+            dev = self._devices.get(did)
+            if dev is None:
+                continue
+            dev.avail_payloads[msg.topic] = (self._seq, text)
+            state = _device_availability(dev)
+            if state != dev.emitted and state is not AvailabilityState.UNKNOWN:
+                dev.emitted = state
+                events.append(
+                    AvailabilityChanged.model_construct(
+                        ts=now,
+                        device_id=did,
+                        availability=Availability.model_construct(
+                            state=state,
+                            reason=f"homeassistant availability: {state.value} ({msg.topic})",
+                            last_seen=now if state is AvailabilityState.ONLINE else None,
+                        ),
+                    )
+                )
+        return events
+
+    # -- encode -----------------------------------------------------------------------------
+
+    def encode(self, device: Device, values: Mapping[str, Value]) -> list[Message]:
+        """The messages (command topics and payloads as the configs define them) that set these values."""
+        try:
+            dev = self._devices.get(device.id)
+            if dev is None:
+                raise Rejected("unknown_device", device.id)
+            out: list[Message] = []
+            for key, value in values.items():
+                e = next((x for x in dev.entities.values() if x.point.key == key), None)
+                if e is None or not e.point.writable:
+                    raise Rejected("not_writable", f"{device.id}: {key}")
+                encoder = _ENCODERS.get(e.component, _encode_generic)
+                out.extend(encoder(e, value))
+            return out
+        except Rejected as exc:
+            self.counters[exc.reason] += 1
+            raise
+
+
+def _entity_availability(e: _Entity, payloads: Mapping[str, tuple[int, str]]) -> AvailabilityState:
+    states: list[tuple[int, AvailabilityState]] = []
+    for topic, tpl, on, off in e.avail:
+        got = payloads.get(topic)
+        if got is None:
+            states.append((0, AvailabilityState.UNKNOWN))
+            continue
+        seq, text = got
+        variables: dict[str, Any] = {"value": text}
+        try:
+            variables["value_json"] = json.loads(text) if text[:1] in ("{", "[") else _UNDEFINED
+        except ValueError:
+            variables["value_json"] = _UNDEFINED
+        try:
+            s = tpl.render(variables) if tpl else text
+        except TemplateError:
+            s = _UNDEFINED
+        state = {on: AvailabilityState.ONLINE, off: AvailabilityState.OFFLINE}.get(s) if isinstance(s, str) else None
+        states.append((seq, state or AvailabilityState.UNKNOWN))
+    known = [s for _, s in states]
+    if e.mode == "all":
+        if AvailabilityState.OFFLINE in known:
+            return AvailabilityState.OFFLINE
+        return (
+            AvailabilityState.ONLINE if all(s is AvailabilityState.ONLINE for s in known) else AvailabilityState.UNKNOWN
+        )
+    if e.mode == "any":
+        if AvailabilityState.ONLINE in known:
+            return AvailabilityState.ONLINE
+        return AvailabilityState.OFFLINE if AvailabilityState.OFFLINE in known else AvailabilityState.UNKNOWN
+    return max(states, key=lambda x: x[0])[1] if states else AvailabilityState.UNKNOWN
+
+
+def _device_availability(dev: _HaDevice) -> AvailabilityState:
+    states = {_entity_availability(e, dev.avail_payloads) for e in dev.entities.values() if e.avail}
+    if AvailabilityState.ONLINE in states:
+        return AvailabilityState.ONLINE
+    if AvailabilityState.OFFLINE in states:
+        return AvailabilityState.OFFLINE
+    return AvailabilityState.UNKNOWN
+
+
+# ---------------------------------------------------------------------------------- decoders
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, int) and abs(v) > 10**300:
+        return None
+    return number(v)
+
+
+def _d_binary(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    on, off = _s(e.cfg.get("payload_on"), "ON"), _s(e.cfg.get("payload_off"), "OFF")
+    if s == on:
+        return not e.invert
+    if s == off:
+        return e.invert
+    return _SKIP
+
+
+def _d_switch(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    on = _s(e.cfg.get("state_on"), _s(e.cfg.get("payload_on"), "ON"))
+    off = _s(e.cfg.get("state_off"), _s(e.cfg.get("payload_off"), "OFF"))
+    return True if s == on else False if s == off else _SKIP
+
+
+def _d_sensor(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    if e.point.kind is Kind.OTHER:
+        return s
+    n = _num(s)
+    if n is None:
+        return _SKIP
+    unit = e.cfg.get("unit_of_measurement")
+    return to_canonical(n, unit if isinstance(unit, str) else None)[0]
+
+
+def _d_lock(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    locked, unlocked = _s(e.cfg.get("state_locked"), "LOCKED"), _s(e.cfg.get("state_unlocked"), "UNLOCKED")
+    return True if s == locked else False if s == unlocked else _SKIP
+
+
+def _d_cover_state(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    table = {
+        _s(e.cfg.get("state_open"), "open"): "open",
+        _s(e.cfg.get("state_opening"), "opening"): "opening",
+        _s(e.cfg.get("state_closed"), "closed"): "closed",
+        _s(e.cfg.get("state_closing"), "closing"): "closing",
+        _s(e.cfg.get("state_stopped"), "stopped"): "stopped",
+    }
+    return {"state": table[s]} if s in table else _SKIP
+
+
+def _d_cover_position(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    n = _num(s)
+    lo, hi = _num(e.cfg.get("position_closed")) or 0.0, _num(e.cfg.get("position_open"))
+    hi = 100.0 if hi is None else hi
+    if n is None or hi == lo:
+        return _SKIP
+    return {"position": round(max(0.0, min(100.0, (n - lo) * 100.0 / (hi - lo))), 1)}
+
+
+def _temp(e: _Entity, s: str) -> float | None:
+    n = _num(s)
+    unit = e.cfg.get("temperature_unit")
+    return None if n is None else to_canonical(n, unit if isinstance(unit, str) else None)[0]
+
+
+def _d_climate(role: str) -> Callable[[_Entity, str, Mapping[str, Any]], Any]:
+    def decode(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+        if role == "mode":
+            return {"mode": s} if s else _SKIP
+        t = _temp(e, s)
+        return _SKIP if t is None else {role: t}
+
+    return decode
+
+
+def _bri_pct(e: _Entity, raw: Any) -> float | None:
+    n = _num(raw)
+    scale = _num(e.cfg.get("brightness_scale")) or 255.0
+    return None if n is None else round(max(0.0, min(100.0, n * 100.0 / scale)), 1)
+
+
+def _kelvin(e: _Entity, raw: Any) -> float | None:
+    n = _num(raw)
+    if n is None or n < 1:
+        return None
+    return n if e.cfg.get("color_temp_kelvin") is True else to_canonical(n, "mired")[0]
+
+
+def _d_light_json(e: _Entity, s: str, var: Mapping[str, Any]) -> Any:
+    data = var.get("value_json")
+    if not isinstance(data, Mapping):
+        return _SKIP
+    out: dict[str, Scalar] = {}
+    if data.get("state") in ("ON", "OFF"):
+        out["on"] = data["state"] == "ON"
+    bri, ct = _bri_pct(e, data.get("brightness")), _kelvin(e, data.get("color_temp"))
+    if bri is not None:
+        out["brightness"] = bri
+    if ct is not None:
+        out["color_temp"] = ct
+    return out or _SKIP
+
+
+def _d_light_on(e: _Entity, s: str, var: Mapping[str, Any]) -> Any:
+    on = _d_switch(e, s, var)
+    return _SKIP if on is _SKIP else {"on": on}
+
+
+def _d_light_bri(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    bri = _bri_pct(e, s)
+    return _SKIP if bri is None else {"brightness": bri}
+
+
+def _d_light_ct(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    ct = _kelvin(e, s)
+    return _SKIP if ct is None else {"color_temp": ct}
+
+
+def _d_event(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    try:
+        data = json.loads(s)
+    except ValueError:
+        return _SKIP
+    etype = data.get("event_type") if isinstance(data, Mapping) else None
+    types = e.cfg.get("event_types")
+    if not isinstance(etype, str) or (isinstance(types, list) and etype not in types):
+        return _SKIP
+    return etype
+
+
+def _d_trigger(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    payload = e.cfg.get("payload")
+    if payload is not None and s != _s(payload, ""):
+        return _SKIP
+    sub = e.cfg.get("subtype")
+    return sub if isinstance(sub, str) and sub else s
+
+
+def _d_raw(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
+    return s
+
+
+_DECODERS: dict[tuple[str, str], Callable[[_Entity, str, Mapping[str, Any]], Any]] = {
+    ("binary_sensor", "state"): _d_binary,
+    ("sensor", "state"): _d_sensor,
+    ("number", "state"): lambda e, s, v: _num(s) if _num(s) is not None else _SKIP,
+    ("switch", "state"): _d_switch,
+    ("fan", "state"): _d_switch,
+    ("siren", "state"): _d_switch,
+    ("lock", "state"): _d_lock,
+    ("cover", "state"): _d_cover_state,
+    ("cover", "position"): _d_cover_position,
+    ("climate", "mode"): _d_climate("mode"),
+    ("climate", "target"): _d_climate("target"),
+    ("climate", "current"): _d_climate("current"),
+    ("light", "json"): _d_light_json,
+    ("light", "on"): _d_light_on,
+    ("light", "brightness"): _d_light_bri,
+    ("light", "color_temp"): _d_light_ct,
+    ("event", "state"): _d_event,
+    ("device_automation", "trigger"): _d_trigger,
+    ("*", "state"): _d_raw,
+}
+
+# ---------------------------------------------------------------------------------- encoders
+
+
+def _publish(e: _Entity, topic_key: str, payload: str, tpl_key: str | None = None, var: str = "value") -> Message:
+    topic = e.cfg.get(topic_key)
+    if not isinstance(topic, str) or not topic:
+        raise Rejected("not_writable", f"{e.point.key}: no {topic_key}")
+    src = e.cfg.get(tpl_key) if tpl_key else None
+    if isinstance(src, str):
+        payload = _command_template(src, var, payload)
+    qos = e.cfg.get("qos")
+    return Message(
+        topic,
+        payload.encode(),
+        retain=e.cfg.get("retain") is True,
+        qos=qos if isinstance(qos, int) and not isinstance(qos, bool) and 0 <= qos <= 2 else 0,
+    )
+
+
+def _command_template(src: str, var: str, payload: str) -> str:
+    # Only the bare-variable form is honoured: `{{ value }}` (or `{{ position }}` for covers)
+    # inside any literal text, e.g. `{"options": {"log_level": "{{ value }}"}}`.
+    try:
+        tpl = Template.parse(src, frozenset({var}))
+    except TemplateError:
+        raise Rejected("template_not_supported", src[:80]) from None
+    if any(not isinstance(p, str) and (p[0] != "path" or p[2]) for p in tpl.parts):
+        raise Rejected("template_not_supported", src[:80])
+    rendered = tpl.render({var: payload})
+    return rendered if isinstance(rendered, str) else payload
+
+
+def _fmt(n: float) -> str:
+    return str(int(n)) if float(n).is_integer() else str(n)
+
+
+def _want_bool(value: Value) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise Rejected("bad_value", f"expected a bool, got {value!r}")
+
+
+def _want_number(value: Any, what: str) -> float:
+    n = _num(value) if not isinstance(value, bool) else None
+    if n is None:
+        raise Rejected("bad_value", f"{what}: expected a number, got {value!r}")
+    return n
+
+
+def _encode_onoff(e: _Entity, value: Value) -> list[Message]:
+    on = _want_bool(value)
+    payload = _s(e.cfg.get("payload_on"), "ON") if on else _s(e.cfg.get("payload_off"), "OFF")
+    return [_publish(e, "command_topic", payload, "command_template")]
+
+
+def _encode_lock(e: _Entity, value: Value) -> list[Message]:
+    lock = _want_bool(value)
+    payload = _s(e.cfg.get("payload_lock"), "LOCK") if lock else _s(e.cfg.get("payload_unlock"), "UNLOCK")
+    return [_publish(e, "command_topic", payload, "command_template")]
+
+
+def _encode_light(e: _Entity, value: Value) -> list[Message]:
+    v: dict[str, Any] = value if isinstance(value, dict) else {"on": _want_bool(value)}
+    scale = _num(e.cfg.get("brightness_scale")) or 255.0
+    bri = (
+        round(max(0.0, min(100.0, _want_number(v["brightness"], "brightness"))) * scale / 100.0)
+        if "brightness" in v
+        else None
+    )
+    ct = None
+    if "color_temp" in v:
+        k = _want_number(v["color_temp"], "color_temp")
+        if k < 1:
+            raise Rejected("bad_value", f"color_temp {k}")
+        ct = round(k) if e.cfg.get("color_temp_kelvin") is True else round(1_000_000.0 / k)
+    if e.cfg.get("schema") == "json":
+        body: dict[str, Any] = {}
+        if "on" in v:
+            body["state"] = "ON" if _want_bool(v["on"]) else "OFF"
+        if bri is not None:
+            body["brightness"] = bri
+        if ct is not None:
+            body["color_temp"] = ct
+        if not body:
+            raise Rejected("bad_value", f"nothing settable in {value!r}")
+        return [_publish(e, "command_topic", json.dumps(body))]
+    out: list[Message] = []
+    if "on" in v:
+        out.extend(_encode_onoff(e, _want_bool(v["on"])))
+    if bri is not None:
+        out.append(_publish(e, "brightness_command_topic", str(bri), "brightness_command_template"))
+    if ct is not None:
+        out.append(_publish(e, "color_temp_command_topic", str(ct), "color_temp_command_template"))
+    if not out:
+        raise Rejected("bad_value", f"nothing settable in {value!r}")
+    return out
+
+
+_COVER_PAYLOADS: dict[str, tuple[str, str]] = {
+    "open": ("payload_open", "OPEN"),
+    "close": ("payload_close", "CLOSE"),
+    "closed": ("payload_close", "CLOSE"),
+    "stop": ("payload_stop", "STOP"),
+}
+
+
+def _encode_cover(e: _Entity, value: Value) -> list[Message]:
+    v: dict[str, Any] = value if isinstance(value, dict) else {"state": "open" if _want_bool(value) else "close"}
+    out: list[Message] = []
+    if "position" in v:
+        pct = max(0.0, min(100.0, _want_number(v["position"], "position")))
+        lo, hi = _num(e.cfg.get("position_closed")) or 0.0, _num(e.cfg.get("position_open"))
+        hi = 100.0 if hi is None else hi
+        out.append(
+            _publish(
+                e, "set_position_topic", _fmt(round(lo + pct * (hi - lo) / 100.0)), "set_position_template", "position"
+            )
+        )
+    if "state" in v:
+        spec = _COVER_PAYLOADS.get(str(v["state"]).lower())
+        if spec is None:
+            raise Rejected("bad_value", f"cover state {v['state']!r}")
+        out.append(_publish(e, "command_topic", _s(e.cfg.get(spec[0]), spec[1])))
+    if not out:
+        raise Rejected("bad_value", f"nothing settable in {value!r}")
+    return out
+
+
+def _encode_climate(e: _Entity, value: Value) -> list[Message]:
+    v: dict[str, Any] = value if isinstance(value, dict) else {"target": value}
+    out: list[Message] = []
+    if "mode" in v:
+        out.append(_publish(e, "mode_command_topic", str(v["mode"]), "mode_command_template"))
+    if "target" in v:
+        c = _want_number(v["target"], "target")
+        f = round(c * 9.0 / 5.0 + 32.0, 1) if e.cfg.get("temperature_unit") == "F" else c
+        out.append(_publish(e, "temperature_command_topic", _fmt(f), "temperature_command_template"))
+    if not out:
+        raise Rejected("bad_value", f"nothing settable in {value!r}")
+    return out
+
+
+def _encode_button(e: _Entity, value: Value) -> list[Message]:
+    return [_publish(e, "command_topic", _s(e.cfg.get("payload_press"), "PRESS"), "command_template")]
+
+
+def _encode_generic(e: _Entity, value: Value) -> list[Message]:
+    if isinstance(value, dict):
+        raise Rejected("bad_value", f"{e.point.key}: expected a scalar")
+    text = _fmt(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+    return [_publish(e, "command_topic", text, "command_template")]
+
+
+_ENCODERS: dict[str, Callable[[_Entity, Value], list[Message]]] = {
+    "switch": _encode_onoff,
+    "fan": _encode_onoff,
+    "siren": _encode_onoff,
+    "lock": _encode_lock,
+    "light": _encode_light,
+    "cover": _encode_cover,
+    "climate": _encode_climate,
+    "button": _encode_button,
+}

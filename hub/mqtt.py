@@ -1,0 +1,580 @@
+"""The one place that imports aiomqtt: a long-lived MQTT link that reconnects, resubscribes and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
+
+from hub.clock import Clock, RealClock
+from hub.wire import Message, topic_matches
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Awaitable[None] | None]
+"""A message handler: a plain function, or a coroutine function that the link awaits in order."""
+
+SCHEMES: dict[str, tuple[int, bool]] = {"mqtt": (1883, False), "mqtts": (8883, True)}
+"""Broker URL schemes: default port and whether TLS is on."""
+
+# CONNACK refusals, by MQTT 3.1.1 return code and by the MQTT 5 reason code paho maps them to.
+_REFUSALS: dict[int, str] = {
+    1: "it does not speak MQTT 3.1.1",
+    2: "it rejected the client id",
+    3: "it is unavailable",
+    4: "bad user name or password",
+    5: "not authorised (wrong password, unknown user, or not allowed to connect)",
+    128: "unspecified error",
+    129: "malformed packet",
+    130: "protocol error",
+    132: "it does not speak this protocol version",
+    133: "it rejected the client id",
+    134: "bad user name or password",
+    135: "not authorised (wrong password, unknown user, or not allowed to connect)",
+    136: "it is unavailable",
+    137: "it is busy",
+    138: "this client is banned",
+    140: "bad authentication method",
+}
+_LOGIN_CODES = frozenset({4, 5, 134, 135})
+
+# What to check, keyed by a fragment of the low-level error text.
+_HINTS: dict[str, str] = {
+    "Connection refused": "nothing listens there: is the broker running?",
+    "CERTIFICATE_VERIFY_FAILED": "the broker's certificate is not trusted: set ca_file to the CA that signed it",
+    "WRONG_VERSION_NUMBER": "TLS to a plain listener? use mqtt:// instead of mqtts://",
+    "Name or service not known": "the host name does not resolve",
+    "timed out": "the broker did not answer in time",
+}
+
+# Faults that end one connection but never the link: broker down or refusing, dropped
+# sockets, TLS failures and unreadable certificate files (OSError covers ssl.SSLError).
+_LINK_FAULTS = (aiomqtt.MqttError, OSError)
+
+_DRAIN_BATCH = 256  # messages handled per wake-up before yielding to other tasks
+_ROUTE_CACHE_MAX = 4096  # distinct topics whose handler lists are remembered
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """How to reach the broker, who to be there, and the link's limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: bool = False
+    ca_file: Path | str | None = None
+    cert_file: Path | str | None = None
+    key_file: Path | str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    keepalive: int = 30
+    will_topic: str | None = None
+    will_payload: bytes = b'{"state":"offline"}'
+    birth_payload: bytes | None = None
+    max_payload_bytes: int = 1024 * 1024
+    max_pending: int = 1000
+    timeout: float = 10.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> LinkSettings:
+        """Settings from `mqtt://[user:pass@]host[:port]` or `mqtts://…`; keyword arguments win over the URL."""
+        parts = urlsplit(url)
+        scheme = SCHEMES.get(parts.scheme)
+        if scheme is None:
+            raise ValueError(f"broker URL {url!r}: scheme must be one of {', '.join(SCHEMES)}://")
+        if not parts.hostname:
+            raise ValueError(f"broker URL {url!r} has no host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"broker URL {url!r}: only scheme://[user:pass@]host[:port] is understood")
+        try:
+            port = parts.port or scheme[0]
+        except ValueError as exc:
+            raise ValueError(f"broker URL {url!r}: {exc}") from None
+        from_url: dict[str, Any] = {"host": parts.hostname, "port": port, "tls": scheme[1]}
+        if parts.username is not None:
+            from_url["username"] = unquote(parts.username)
+        if parts.password is not None:
+            from_url["password"] = unquote(parts.password)
+        return cls(**(from_url | kw))
+
+    @property
+    def where(self) -> str:
+        """`host:port`, for log lines."""
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """The link's health as the hub shows it: replaced, never mutated, so readers see one snapshot."""
+
+    connected: bool
+    since: datetime
+    last_error: str | None = None
+    attempts: int = 0  # failed connection attempts since the last successful one
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Counters of what the link did, for logs, the TUI and benchmarks."""
+
+    received: int = 0
+    dispatched: int = 0
+    dropped_oversize: int = 0
+    handler_errors: int = 0
+    unmatched: int = 0
+    reconnects: int = 0
+    published: int = 0
+    queued: int = 0
+    dropped_queue_full: int = 0
+    connect_failures: int = 0
+
+
+def filter_problem(pattern: str) -> str | None:
+    """Why a subscription filter is invalid (MQTT 3.1.1 §4.7), or None when it is fine."""
+    if not pattern:
+        return "empty filter"
+    if "\0" in pattern:
+        return "filter contains a NUL character"
+    if len(pattern.encode()) > 65535:
+        return "filter longer than 65535 bytes"
+    levels = pattern.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be a whole level and the last one"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return None
+
+
+def covers(general: str, specific: str) -> bool:
+    """Whether every topic that matches filter `specific` also matches filter `general`."""
+    gen, spec = general.split("/"), specific.split("/")
+    if spec[0].startswith("$") and gen[0] in ("+", "#"):
+        return False
+    for i, level in enumerate(gen):
+        if level == "#":
+            return True
+        if i >= len(spec) or spec[i] == "#":
+            return False
+        if level != "+" and (spec[i] == "+" or level != spec[i]):
+            return False
+    return len(gen) == len(spec)
+
+
+def broker_filters(filters: Mapping[str, int]) -> dict[str, int]:
+    """The filters to subscribe at the broker: none covered by another, each with the highest QoS it stands for.
+
+    Overlapping subscriptions make some brokers (amqtt) deliver one copy per matching
+    filter; subscribing only the covering ones keeps the common overlaps to one copy.
+    """
+    kept = {f: q for f, q in filters.items() if not any(g != f and covers(g, f) for g in filters)}
+    for f, q in filters.items():
+        for g in kept:
+            if covers(g, f) and q > kept[g]:
+                kept[g] = q
+    return kept
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, u: float) -> float:
+    """Full-jitter exponential backoff: `u` (uniform in [0, 1)) times min(cap, initial·2^(attempt-1))."""
+    return u * min(cap, initial * 2.0 ** min(max(attempt - 1, 0), 60))
+
+
+def describe_fault(exc: BaseException, settings: LinkSettings, *, was_connected: bool) -> str:
+    """One human sentence saying why the broker connection failed or ended."""
+    where = settings.where
+    if isinstance(exc, MqttConnectError):
+        code = _code(exc.rc)
+        reason = _REFUSALS.get(code, str(exc))
+        if code in _LOGIN_CODES:
+            who = f"for user {settings.username!r}" if settings.username else "of an anonymous client"
+            return f"broker {where} refused the login {who}: {reason} [code:{code}]"
+        return f"broker {where} refused the connection: {reason}"
+    # aiomqtt wraps the cause of a dropped connection ("Disconnected during message
+    # iteration"); the innermost exception says what actually happened.
+    inner: BaseException = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    detail = str(inner) or type(inner).__name__
+    if isinstance(inner, aiomqtt.MqttCodeError) and "Unexpected disconnection" in inner.args:
+        # MQTT 3.1.1 gives no reason; paho reports a lost socket as "[code:128] Unspecified error".
+        detail = f"closed unexpectedly (broker stopped, network dropped or keepalive expired) {detail}"
+    hint = next((h for needle, h in _HINTS.items() if needle in detail), None)
+    if hint:
+        detail = f"{detail} ({hint})"
+    if was_connected:
+        return f"connection to broker {where} lost: {detail}"
+    return f"cannot connect to broker {where}: {detail}"
+
+
+def tls_context(settings: LinkSettings) -> ssl.SSLContext | None:
+    """The client TLS context (server verified against ca_file or the system CAs), or None without TLS."""
+    if not settings.tls:
+        return None
+    ctx = ssl.create_default_context(cafile=settings.ca_file)
+    if settings.cert_file is not None:
+        ctx.load_cert_chain(settings.cert_file, settings.key_file)
+    return ctx
+
+
+def _code(rc: int | ReasonCode | None) -> int:
+    # paho reports CONNACK and SUBACK results as ints or as MQTT 5 reason codes; -1 means none.
+    if isinstance(rc, ReasonCode):
+        return int(rc.value)
+    return -1 if rc is None else rc
+
+
+def _worth_logging(count: int) -> bool:
+    # Log the 1st, 2nd, 4th, 8th … occurrence: a flood of bad messages stays visible
+    # without drowning the log or the loop.
+    return count & (count - 1) == 0
+
+
+class Link:
+    """One long-lived broker connection: reconnects forever, resubscribes, republishes retained state, routes.
+
+    On every connection, in order: the birth payload (retained, on will_topic), the
+    subscriptions, the remembered retained state, the queued publishes, then the
+    `on_connect` hook; messages are read once the hook returns, so it must not wait for any.
+    Handlers run one message at a time in arrival order; a coroutine handler holds up the
+    ones after it, which is the back-pressure the broker sees.
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        *,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+        on_status: Callable[[LinkStatus], None] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = LinkStats()
+        self._on_connect = on_connect
+        self._on_status = on_status
+        self._clock: Clock = clock or RealClock()
+        self._rng = rng or random.Random()
+        self.status = LinkStatus(connected=False, since=self._clock.now())
+        self._routes: list[tuple[str, Handler]] = []
+        self._filters: dict[str, int] = {}
+        self._subscribed: dict[str, int] = {}  # what the current connection holds at the broker
+        self._route_cache: dict[str, tuple[Handler, ...]] = {}
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._pending: deque[Message] = deque()
+        self._client: aiomqtt.Client | None = None
+        self._live = asyncio.Event()  # connected, subscribed, retained state and queue flushed
+        self._connections = 0
+        self._syncing: set[asyncio.Task[None]] = set()  # live subscriptions in flight
+
+    # --- the connection loop -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; broker faults are logged, shown in `status` and retried."""
+        while True:
+            before = self._connections
+            try:
+                await self._session()
+            except _LINK_FAULTS as exc:
+                lost = self._connections != before
+                await self._retry_later(describe_fault(exc, self.settings, was_connected=lost))
+
+    async def _retry_later(self, reason: str) -> None:
+        attempts = self.status.attempts + 1
+        self.stats.connect_failures += 1
+        s = self.settings
+        delay = backoff_delay(attempts, s.backoff_initial, s.backoff_max, self._rng.random())
+        self._set_status(connected=False, last_error=reason, attempts=attempts)
+        log.warning("MQTT: %s; retrying in %.1f s (attempt %d)", reason, delay, attempts)
+        await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        # aiomqtt creates its incoming queue from `queue_type`; handing it our own
+        # instance lets the reader drain a burst without one task per message.
+        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        s = self.settings
+        will = aiomqtt.Will(s.will_topic, s.will_payload, qos=1, retain=True) if s.will_topic else None
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.client_id,
+            will=will,
+            keepalive=s.keepalive,
+            timeout=s.timeout,
+            tls_context=tls_context(s),
+            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", lambda maxsize: inbox),
+        )
+        async with client:
+            try:
+                await self._connected(client)
+                await self._read(client, inbox)
+            except asyncio.CancelledError:
+                await self._goodbye(client)
+                raise
+            finally:
+                self._client = None
+                self._live.clear()
+                self._subscribed = {}
+                for task in self._syncing:  # obsolete: the next connection subscribes everything
+                    task.cancel()
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        s = self.settings
+        self._connections += 1
+        if self._connections > 1:
+            self.stats.reconnects += 1
+        self._client = client
+        self._set_status(connected=True, last_error=None, attempts=0)
+        log.info(
+            "MQTT connected to %s%s%s",
+            s.where,
+            " over TLS" if s.tls else "",
+            f" as user {s.username!r}" if s.username else "",
+        )
+        if s.will_topic and s.birth_payload is not None:
+            await client.publish(s.will_topic, s.birth_payload, qos=1, retain=True)
+        await self._sync_subscriptions()
+        for topic, (payload, qos) in list(self._retained.items()):
+            await client.publish(topic, payload, qos=qos, retain=True)
+            self.stats.published += 1
+        # Publishes made meanwhile were queued behind these, so order is kept.
+        while self._pending:
+            msg = self._pending[0]  # popped only once sent: a failure keeps it for the next connection
+            await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            self._pending.popleft()
+            self.stats.published += 1
+        self._live.set()
+        if self._on_connect is not None:
+            try:
+                await self._on_connect()
+            except _LINK_FAULTS:
+                raise
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("MQTT on_connect hook failed")
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        s = self.settings
+        if s.will_topic and self._live.is_set():
+            try:
+                await client.publish(s.will_topic, s.will_payload, qos=1, retain=True, timeout=2.0)
+            except aiomqtt.MqttError as exc:
+                log.warning("MQTT: could not publish the offline status on shutdown: %s", exc)
+        log.info("MQTT disconnecting from %s", s.where)
+
+    def _set_status(self, *, connected: bool, last_error: str | None, attempts: int) -> None:
+        now = self._clock.now()
+        since = self.status.since if connected == self.status.connected else now
+        self.status = LinkStatus(connected=connected, since=since, last_error=last_error, attempts=attempts)
+        if self._on_status is not None:
+            try:
+                self._on_status(self.status)
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("MQTT on_status hook failed")
+
+    async def wait_connected(self, timeout: float | None) -> None:  # noqa: ASYNC109 - the error names the reason
+        """Return once the link is up (subscribed, state republished); else TimeoutError with the reason.
+
+        `None` waits as long as it takes.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._live.wait()
+        except TimeoutError:
+            why = self.status.last_error or "no attempt has failed yet"
+            raise TimeoutError(f"MQTT link to {self.settings.where} not up after {timeout} s: {why}") from None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link is up right now."""
+        return self._live.is_set()
+
+    # --- receiving -----------------------------------------------------------------
+
+    async def _read(self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
+        async for first in client.messages:
+            await self._dispatch(first)
+            for _ in range(min(inbox.qsize(), _DRAIN_BATCH)):
+                await self._dispatch(inbox.get_nowait())
+
+    async def _dispatch(self, raw: aiomqtt.Message) -> None:
+        stats = self.stats
+        stats.received += 1
+        topic = raw.topic.value
+        payload = raw.payload
+        if len(payload) > self.settings.max_payload_bytes:
+            stats.dropped_oversize += 1
+            if _worth_logging(stats.dropped_oversize):
+                log.warning(
+                    "MQTT: dropped %d-byte message on %r (limit %d bytes; %d dropped so far)",
+                    len(payload),
+                    topic,
+                    self.settings.max_payload_bytes,
+                    stats.dropped_oversize,
+                )
+            return
+        handlers = self._route_cache.get(topic)
+        if handlers is None:
+            handlers = self._handlers_for(topic)
+        if not handlers:
+            stats.unmatched += 1
+            return
+        msg = Message(topic, payload, bool(raw.retain), int(raw.qos))
+        for handler in handlers:
+            try:
+                result = handler(msg)
+                if result is not None:
+                    await result
+            except Exception:
+                stats.handler_errors += 1
+                log.exception("MQTT handler %r failed on %r", handler, topic)
+            else:
+                stats.dispatched += 1
+
+    def _handlers_for(self, topic: str) -> tuple[Handler, ...]:
+        # Never trust the broker's routing (amqtt delivers retained messages that match
+        # other clients' subscriptions): each handler gets only what its own filter matches,
+        # and once per message even when several of its filters match the topic.
+        handlers = tuple(dict.fromkeys(h for f, h in self._routes if topic_matches(f, topic)))
+        if len(self._route_cache) >= _ROUTE_CACHE_MAX:
+            self._route_cache.clear()
+        self._route_cache[topic] = handlers
+        return handlers
+
+    def subscribe(self, pattern: str, handler: Handler, *, qos: int = 0) -> None:
+        """Route messages matching `pattern` to `handler`, before or after connecting; ValueError on a bad filter.
+
+        When connected, the broker subscription is sent in the background (`wait_subscribed`
+        awaits it); otherwise the next connection subscribes it.
+        """
+        problem = filter_problem(pattern)
+        if problem is not None:
+            raise ValueError(f"MQTT filter {pattern!r}: {problem}")
+        self._routes.append((pattern, handler))
+        self._route_cache.clear()
+        self._filters[pattern] = max(qos, self._filters.get(pattern, 0))
+        if self._client is not None:
+            task = asyncio.get_running_loop().create_task(self._sync_live(pattern))
+            self._syncing.add(task)
+            task.add_done_callback(self._syncing.discard)
+
+    async def wait_subscribed(self) -> None:
+        """Return once every live subscription asked for so far is acknowledged (or left to the next connection)."""
+        while self._syncing:
+            await asyncio.wait(set(self._syncing))
+
+    async def _sync_live(self, pattern: str) -> None:
+        try:
+            await self._sync_subscriptions()
+        except aiomqtt.MqttError as exc:
+            # The connection is going down; the next one subscribes everything.
+            log.warning("MQTT: could not subscribe %r now (%s); will on reconnect", pattern, exc)
+
+    async def _sync_subscriptions(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        wanted = broker_filters(self._filters)
+        new = [(f, q) for f, q in wanted.items() if self._subscribed.get(f, -1) < q]
+        gone = [f for f in self._subscribed if f not in wanted]
+        # Recorded before awaiting, so that a concurrent call does not send the same again;
+        # a failure ends the connection, and the next one starts from nothing.
+        self._subscribed.update(new)
+        for f in gone:
+            del self._subscribed[f]
+        if new:
+            codes: Sequence[int | ReasonCode] = await client.subscribe(new)
+            for (f, _), code in zip(new, codes, strict=False):
+                if _code(code) >= 128:
+                    log.warning("MQTT: broker %s refused the subscription to %r", self.settings.where, f)
+        if gone:
+            # The covering filter is subscribed first, so nothing is missed in between.
+            await client.unsubscribe(gone)
+
+    # --- publishing ----------------------------------------------------------------
+
+    async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 0) -> None:
+        """Publish now, or queue it (bounded) until the next connection; never raises for broker faults.
+
+        When the queue is full the oldest non-retained message is dropped (the oldest
+        retained one if there is none) and counted in `stats.dropped_queue_full`.
+        """
+        data = payload.encode() if isinstance(payload, str) else payload
+        await self._send(Message(topic, data, retain, qos), queue=True)
+
+    async def send(self, msg: Message) -> None:
+        """Publish a Message (as adapters' encoders make them) with `publish`'s guarantees."""
+        await self._send(msg, queue=True)
+
+    async def set_retained(self, topic: str, payload: bytes, *, qos: int = 0) -> None:
+        """Publish retained and remember it, so every later connection republishes it (brokers may forget)."""
+        self._retained[topic] = (payload, qos)
+        # Not queued when down: the next connection republishes everything remembered.
+        await self._send(Message(topic, payload, True, qos), queue=False)
+
+    async def clear_retained(self, topic: str, *, qos: int = 0) -> None:
+        """Clear a retained topic (empty retained payload) and forget it."""
+        self._retained.pop(topic, None)
+        await self._send(Message(topic, b"", True, qos), queue=True)
+
+    @property
+    def retained(self) -> Mapping[str, bytes]:
+        """The retained state this link republishes on every connection."""
+        return {t: p for t, (p, _) in self._retained.items()}
+
+    async def _send(self, msg: Message, *, queue: bool) -> None:
+        client = self._client
+        if client is not None and self._live.is_set():
+            try:
+                await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            except aiomqtt.MqttError as exc:
+                log.debug("MQTT: publish to %r failed (%s); queued for the next connection", msg.topic, exc)
+            else:
+                self.stats.published += 1
+                return
+        if queue:
+            self._enqueue(msg)
+
+    def _enqueue(self, msg: Message) -> None:
+        pending = self._pending
+        limit = self.settings.max_pending
+        if limit <= 0:
+            self._dropped(msg)
+            return
+        if len(pending) >= limit:
+            victim = next((i for i, m in enumerate(pending) if not m.retain), 0)
+            dropped = pending[victim]
+            del pending[victim]
+            self._dropped(dropped)
+        pending.append(msg)
+        self.stats.queued += 1
+
+    def _dropped(self, msg: Message) -> None:
+        self.stats.dropped_queue_full += 1
+        if _worth_logging(self.stats.dropped_queue_full):
+            log.warning(
+                "MQTT: broker %s unreachable and the queue is full (max_pending=%d); "
+                "dropped a message for %r (%d dropped so far)",
+                self.settings.where,
+                self.settings.max_pending,
+                msg.topic,
+                self.stats.dropped_queue_full,
+            )

@@ -1,0 +1,793 @@
+"""SQLModel tables, a batched writer that keeps the event loop free, retention, and export."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import JSON, Field, SQLModel
+
+from hub.clock import Clock, RealClock
+from hub.model import Device
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# The end states of an alert's lifecycle (RULES.md): only these are ever deleted by retention.
+CLOSED_ALERT_STATES = frozenset({"resolved", "cancelled", "cancelled_by_resident", "expired"})
+
+# Rows per DELETE: each chunk is its own short transaction, so an alert write waiting for the
+# writer thread (or, on SQLite, for the write lock) never waits behind a whole day's purge.
+DELETE_CHUNK = 5000
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A durable write (alert, audit, device, timer, retention) failed after one retry."""
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Refuse naive datetimes and store UTC; naive on SQLite so the text sorts correctly."""
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: the store keeps timezone-aware UTC")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Give back an aware UTC datetime whatever the backend returned."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Big ids for the history tables (5,000 rows/s overflows 32 bits in days), but SQLite only
+# autoincrements a plain INTEGER primary key.
+_ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class DeviceRow(SQLModel, table=True):
+    """A device's full description, as the registry last saved it."""
+
+    __tablename__ = "device"
+
+    id: str = Field(primary_key=True)
+    description: dict[str, Any] = Field(sa_type=JSON)
+    status: str
+    room: str | None = None
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class StateRow(SQLModel, table=True):
+    """One recorded set of point values of a device."""
+
+    __tablename__ = "state"
+    __table_args__ = (sa.Index("ix_state_device_ts", "device_id", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    device_id: str
+    ts: datetime = Field(sa_type=UTCDateTime)
+    values: dict[str, Any] = Field(sa_type=JSON)
+
+
+class EventRow(SQLModel, table=True):
+    """One typed hub event (state change, availability, command, ...) as JSON."""
+
+    __tablename__ = "event"
+    __table_args__ = (sa.Index("ix_event_ts", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    ts: datetime = Field(sa_type=UTCDateTime)
+    type: str
+    device_id: str | None = None
+    payload: dict[str, Any] = Field(sa_type=JSON)
+
+
+class AlertRow(SQLModel, table=True):
+    """An alert's current lifecycle state and full body."""
+
+    __tablename__ = "alert"
+
+    id: str = Field(primary_key=True)
+    rule_id: str
+    room: str | None = None
+    severity: str
+    state: str
+    raised_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    body: dict[str, Any] = Field(sa_type=JSON)
+
+
+class AlertAuditRow(SQLModel, table=True):
+    """One transition of an alert: who, when, through which channel, with what note."""
+
+    __tablename__ = "alert_audit"
+    __table_args__ = (sa.Index("ix_alert_audit_alert_ts", "alert_id", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_ROW_ID)
+    alert_id: str
+    ts: datetime = Field(sa_type=UTCDateTime)
+    transition: str
+    actor: str | None = None
+    channel: str | None = None
+    note: str | None = None
+
+
+class RuleTimerRow(SQLModel, table=True):
+    """An armed rule deadline, so duration and inactivity rules survive a restart."""
+
+    __tablename__ = "rule_timer"
+
+    key: str = Field(primary_key=True)
+    rule_id: str
+    deadline: datetime = Field(sa_type=UTCDateTime)
+    data: dict[str, Any] = Field(sa_type=JSON)
+
+
+class MetaRow(SQLModel, table=True):
+    """Store bookkeeping, such as the schema version."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, sa.Table)
+    return table
+
+
+DEVICE = _table(DeviceRow)
+STATE = _table(StateRow)
+EVENT = _table(EventRow)
+ALERT = _table(AlertRow)
+ALERT_AUDIT = _table(AlertAuditRow)
+RULE_TIMER = _table(RuleTimerRow)
+META = _table(MetaRow)
+TABLES: dict[str, sa.Table] = {t.name: t for t in (DEVICE, STATE, EVENT, ALERT, ALERT_AUDIT, RULE_TIMER, META)}
+
+# What `export` writes, in this order, each ordered (and filtered by `since`) on its time column.
+EXPORT_ORDER: tuple[tuple[sa.Table, str], ...] = (
+    (DEVICE, "updated_at"),
+    (STATE, "ts"),
+    (EVENT, "ts"),
+    (ALERT, "updated_at"),
+    (ALERT_AUDIT, "ts"),
+    (RULE_TIMER, "deadline"),
+)
+
+# Upserts are dialect-specific in SQLAlchemy; both dialects spell them the same way.
+_INSERT: dict[str, Callable[[sa.Table], Any]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+class StoredTimer(NamedTuple):
+    """A rule deadline as stored."""
+
+    key: str
+    rule_id: str
+    deadline: datetime
+    data: dict[str, Any]
+
+
+class EventItem(NamedTuple):
+    """A buffered event with the columns the log indexes it by."""
+
+    ts: datetime
+    kind: str
+    device_id: str | None
+    event: BaseModel
+
+
+class _Batch(NamedTuple):
+    states: list[tuple[str, datetime, dict[str, Any]]]
+    events: list[EventItem]
+
+
+class _Outcome(NamedTuple):
+    rows: int
+    error: str | None
+
+
+# Where the device id of an event lives: hub.model events carry it directly, in their
+# device description, or in their command.
+_DEVICE_ID_PATHS: tuple[tuple[str, ...], ...] = (("device_id",), ("device", "id"), ("command", "device_id"))
+
+
+def event_device_id(event: object) -> str | None:
+    """The id of the device an event is about, if it is about one."""
+    for path in _DEVICE_ID_PATHS:
+        value: object = event
+        for attr in path:
+            value = getattr(value, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def event_item(event: object) -> EventItem | str:
+    """The parts of an event that the log indexes, or why the event cannot be logged."""
+    if not isinstance(event, BaseModel):
+        return f"not a pydantic model: {type(event).__name__}"
+    ts, kind = getattr(event, "ts", None), getattr(event, "type", None)
+    if not isinstance(kind, str):
+        return f"{type(event).__name__} has no string `type`"
+    if (problem := _ts_problem(ts)) is not None:
+        return problem
+    assert isinstance(ts, datetime)  # _ts_problem checked it; this tells mypy
+    return EventItem(ts, kind, event_device_id(event), event)
+
+
+def _ts_problem(ts: object) -> str | None:
+    if not isinstance(ts, datetime):
+        return f"timestamp is {type(ts).__name__}, not a datetime"
+    if ts.utcoffset() is None:
+        return f"naive timestamp {ts.isoformat()}: timezone-aware UTC expected"
+    return None
+
+
+def _aware(ts: datetime, what: str) -> datetime:
+    if (problem := _ts_problem(ts)) is not None:
+        raise ValueError(f"{what}: {problem}")
+    return ts
+
+
+def jsonable(value: object) -> object:
+    """A column value as JSON: datetimes become ISO 8601 text, everything else is already JSON."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def export_row(table: str, row: Mapping[Any, Any]) -> dict[str, Any]:
+    """One exported row: its table name and its columns, ready for json.dumps."""
+    return {"table": table, **{key: jsonable(value) for key, value in row.items()}}
+
+
+def retention_plan(cutoffs: Mapping[str, datetime | None]) -> list[tuple[str, sa.Table, ColumnElement[bool]]]:
+    """What to delete for per-kind cutoffs ("state", "event", "alert"; None keeps everything).
+
+    Audit rows go before their alerts, or they could no longer be found by their alert.
+    """
+    plan: list[tuple[str, sa.Table, ColumnElement[bool]]] = []
+    if (cut := cutoffs.get("state")) is not None:
+        plan.append(("state", STATE, STATE.c.ts < cut))
+    if (cut := cutoffs.get("event")) is not None:
+        plan.append(("event", EVENT, EVENT.c.ts < cut))
+    if (cut := cutoffs.get("alert")) is not None:
+        old_closed = sa.and_(ALERT.c.state.in_(sorted(CLOSED_ALERT_STATES)), ALERT.c.updated_at < cut)
+        plan.append(("alert_audit", ALERT_AUDIT, ALERT_AUDIT.c.alert_id.in_(sa.select(ALERT.c.id).where(old_closed))))
+        plan.append(("alert", ALERT, old_closed))
+    return plan
+
+
+def _days_before(now: datetime, days: float | None) -> datetime | None:
+    return None if days is None else _aware(now, "now") - timedelta(days=days)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (export, the TUI's status) run while the writer writes; NORMAL is
+    # durable across a process kill in WAL mode (only an OS crash can lose the last commit).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _sqlite_size(engine: Engine) -> int:
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return 0
+    return sum(p.stat().st_size for p in (Path(database + s) for s in ("", "-wal", "-shm")) if p.exists())
+
+
+def _postgres_size(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
+_SIZE: dict[str, Callable[[Engine], int]] = {"sqlite": _sqlite_size, "postgresql": _postgres_size}
+
+
+class Store:
+    """The hub's database: buffered history writes, durable alert writes, retention and export.
+
+    Buffered writes (`record_state`, `record_event`) are called on the event loop and only
+    append to a bounded buffer; one writer thread inserts them with SQLAlchemy Core in
+    batches. Durable writes go through the same thread and are committed before they return.
+    Readers are blocking: call them at start-up, from the CLI, or with `asyncio.to_thread`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_size: int = 500,
+        batch_seconds: float = 1.0,
+        max_buffer: int = 100_000,
+        clock: Clock | None = None,
+    ) -> None:
+        if batch_size < 1 or batch_seconds <= 0 or max_buffer < batch_size:
+            raise ValueError("need batch_size >= 1, batch_seconds > 0 and max_buffer >= batch_size")
+        self.url = url
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.max_buffer = max_buffer
+        self.clock: Clock = clock or RealClock()
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "rows_written",
+                "batches",
+                "failed_batches",
+                "dropped_rows",
+                "rejected_rows",
+                "durable_writes",
+                "failed_durable_writes",
+            ),
+            0,
+        )
+        self._engine: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._states: deque[tuple[str, datetime, dict[str, Any]]] = deque()
+        self._events: deque[EventItem] = deque()
+        self._first_at: float | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._flushing = 0
+        self._overflowing = False
+        self._closed = False
+        self._wake = asyncio.Event()
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for maintenance and tests); `open()` first."""
+        if self._engine is None:
+            raise StoreError("the store is not open")
+        return self._engine
+
+    def open(self) -> None:
+        """Connect, create the tables and check the schema version (blocking, call at start-up)."""
+        url = sa.make_url(self.url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if url.get_backend_name() not in _INSERT:
+            raise StoreError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            SQLModel.metadata.create_all(engine, tables=list(TABLES.values()))
+            with engine.begin() as conn:
+                found = conn.execute(sa.select(META.c.value).where(META.c.key == "schema_version")).scalar()
+                if found is None:
+                    conn.execute(sa.insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the store at {url.render_as_string()}: {exc}") from exc
+        if found is not None and found != str(SCHEMA_VERSION):
+            engine.dispose()
+            raise StoreError(f"the database has schema version {found}, this hub knows {SCHEMA_VERSION}")
+        self._engine = engine
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store-writer")
+
+    async def run(self) -> None:
+        """Flush buffered rows batch_seconds after the first of them arrived; flush all on cancel."""
+        if self._writer is None:
+            raise StoreError("run() needs an open store")
+        try:
+            while True:
+                self._wake.clear()
+                if self._first_at is None or self._inflight is not None:
+                    # Nothing buffered, or a batch is being written: its end wakes us.
+                    await self._wake.wait()
+                    continue
+                delay = self._first_at + self.batch_seconds - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                self._hand_off()
+        except asyncio.CancelledError:
+            await self.flush()
+            raise
+
+    async def flush(self) -> None:
+        """Write every buffered row now and wait until the writer has finished."""
+        if self._writer is None and self._buffered():
+            raise StoreError(f"{self._buffered()} buffered rows and the store is not open")
+        self._flushing += 1
+        try:
+            while self._inflight is not None or self._buffered():
+                if self._inflight is None:
+                    self._hand_off()
+                if (task := self._inflight) is not None:
+                    await asyncio.shield(task)
+        finally:
+            self._flushing -= 1
+
+    async def close(self) -> None:
+        """Flush everything pending, stop the writer thread and dispose of the engine."""
+        if self._engine is None:
+            return
+        await self.flush()
+        self._closed = True
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        self._engine.dispose()
+        self._engine = None
+
+    # ---- buffered history -----------------------------------------------------------
+
+    def record_state(self, device_id: str, values: Mapping[str, Any], ts: datetime) -> None:
+        """Buffer a device's point values for the state history (non-blocking, O(1))."""
+        if (problem := _ts_problem(ts)) is not None:
+            self._reject(f"state of {device_id!r}", problem)
+            return
+        if self._closed:
+            self._drop_closed()
+            return
+        # A copy: the caller's dict may change before the writer gets to it.
+        self._states.append((device_id, ts, dict(values)))
+        self._buffered_one()
+
+    def record_event(self, event: BaseModel) -> None:
+        """Buffer a typed event (a hub.model event or any model with `type` and aware `ts`)."""
+        item = event_item(event)
+        if isinstance(item, str):
+            self._reject("event", item)
+            return
+        if self._closed:
+            self._drop_closed()
+            return
+        self._events.append(item)
+        self._buffered_one()
+
+    @property
+    def buffered(self) -> int:
+        """Rows waiting in the buffer (not yet handed to the writer)."""
+        return self._buffered()
+
+    def _buffered(self) -> int:
+        return len(self._states) + len(self._events)
+
+    def _reject(self, what: str, problem: str) -> None:
+        self.stats["rejected_rows"] += 1
+        log.warning("store: %s not recorded: %s", what, problem)
+
+    def _drop_closed(self) -> None:
+        self.stats["dropped_rows"] += 1
+        log.error("store: a row recorded after close() was dropped")
+
+    def _buffered_one(self) -> None:
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+            self._wake.set()
+        if self._buffered() > self.max_buffer:
+            self._drop_oldest(f"buffer full ({self.max_buffer} rows): the database is not keeping up")
+        if self._buffered() >= self.batch_size and self._inflight is None:
+            self._hand_off()
+
+    def _drop_oldest(self, reason: str) -> None:
+        # State history is the most repetitive data: it goes first. Alerts never pass here.
+        (self._states or self._events).popleft()
+        self.stats["dropped_rows"] += 1
+        if not self._overflowing:
+            self._overflowing = True
+            log.error("store: dropping the oldest buffered rows: %s", reason)
+
+    def _hand_off(self) -> None:
+        """Give the writer thread the next batch: events first, then the oldest states."""
+        if self._writer is None or not self._buffered():
+            return
+        events = [self._events.popleft() for _ in range(min(self.batch_size, len(self._events)))]
+        room = self.batch_size - len(events)
+        states = [self._states.popleft() for _ in range(min(room, len(self._states)))]
+        # Rows left behind are older than now, so keeping the old mark flushes them on time.
+        if not self._buffered():
+            self._first_at = None
+        self._inflight = asyncio.get_running_loop().create_task(self._write(_Batch(states, events)))
+
+    async def _write(self, batch: _Batch) -> None:
+        assert self._writer is not None
+        rows = len(batch.states) + len(batch.events)
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(self._writer, self._insert_batch, batch)
+        except RuntimeError as exc:  # the writer thread was shut down under us
+            outcome = _Outcome(0, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._inflight = None
+            self._wake.set()
+        if outcome.error is None:
+            self.stats["rows_written"] += outcome.rows
+            self.stats["batches"] += 1
+            self._overflowing = False
+        else:
+            self.stats["failed_batches"] += 1
+            self.stats["dropped_rows"] += rows
+            log.error("store: a batch of %d rows was not written: %s", rows, outcome.error)
+        if self._buffered() >= self.batch_size or self._flushing or self._due():
+            self._hand_off()
+
+    def _due(self) -> bool:
+        return self._first_at is not None and time.monotonic() >= self._first_at + self.batch_seconds
+
+    def _insert_batch(self, batch: _Batch) -> _Outcome:
+        """Insert one batch with Core executemany (writer thread); one retry for a dropped connection."""
+        errors: list[str] = []
+        for _attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    if batch.events:
+                        conn.execute(
+                            sa.insert(EVENT),
+                            [
+                                {
+                                    "ts": e.ts,
+                                    "type": e.kind,
+                                    "device_id": e.device_id,
+                                    # Dumped here, off the loop; hub events are frozen models.
+                                    "payload": e.event.model_dump(mode="json"),
+                                }
+                                for e in batch.events
+                            ],
+                        )
+                    if batch.states:
+                        conn.execute(
+                            sa.insert(STATE),
+                            [{"device_id": d, "ts": ts, "values": v} for d, ts, v in batch.states],
+                        )
+                return _Outcome(len(batch.states) + len(batch.events), None)
+            except Exception as exc:  # disk full, locked, connection lost, unserializable value
+                errors.append(f"{type(exc).__name__}: {exc}")
+        return _Outcome(0, "; then ".join(errors))
+
+    # ---- durable writes ---------------------------------------------------------------
+
+    async def _durable(self, what: str, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction on the writer thread; retry once, then raise StoreError."""
+        if self._writer is None:
+            raise StoreError(f"{what}: the store is not open")
+        loop = asyncio.get_running_loop()
+        error: Exception | None = None
+        for _attempt in range(2):
+            try:
+                result = await loop.run_in_executor(self._writer, self._transaction, work)
+            except sa.exc.SQLAlchemyError as exc:
+                error = exc
+                log.warning("store: %s failed: %s", what, exc)
+                continue
+            self.stats["durable_writes"] += 1
+            return result
+        self.stats["failed_durable_writes"] += 1
+        log.error("store: %s failed twice, giving up: %s", what, error)
+        raise StoreError(f"{what}: {error}") from error
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    def _upsert(self, table: sa.Table, row: dict[str, Any]) -> Callable[[Connection], None]:
+        key = [c.name for c in table.primary_key.columns]
+        stmt = _INSERT[self.engine.dialect.name](table).values(row)
+        stmt = stmt.on_conflict_do_update(index_elements=key, set_={k: stmt.excluded[k] for k in row if k not in key})
+
+        def work(conn: Connection) -> None:
+            conn.execute(stmt)
+
+        return work
+
+    async def save_alert(
+        self,
+        alert_id: str,
+        rule_id: str,
+        room: str | None,
+        severity: str,
+        state: str,
+        raised_at: datetime,
+        body: Mapping[str, Any],
+    ) -> None:
+        """Insert or update an alert and commit it before returning; StoreError if that fails."""
+        row = {
+            "id": alert_id,
+            "rule_id": rule_id,
+            "room": room,
+            "severity": severity,
+            "state": state,
+            "raised_at": _aware(raised_at, "raised_at"),
+            "updated_at": self.clock.now(),
+            "body": dict(body),
+        }
+        await self._durable(f"save alert {alert_id}", self._upsert(ALERT, row))
+
+    async def audit(
+        self,
+        alert_id: str,
+        transition: str,
+        actor: str | None,
+        channel: str | None,
+        note: str | None,
+        ts: datetime,
+    ) -> None:
+        """Append one transition to an alert's audit trail, committed before returning."""
+        row = {
+            "alert_id": alert_id,
+            "ts": _aware(ts, "ts"),
+            "transition": transition,
+            "actor": actor,
+            "channel": channel,
+            "note": note,
+        }
+
+        def work(conn: Connection) -> None:
+            conn.execute(sa.insert(ALERT_AUDIT).values(row))
+
+        await self._durable(f"audit {transition} of alert {alert_id}", work)
+
+    async def save_device(self, device: Device) -> None:
+        """Insert or update a device's description, committed before returning."""
+        row = {
+            "id": device.id,
+            "description": device.model_dump(mode="json"),
+            "status": device.status.value,
+            "room": device.room,
+            "updated_at": self.clock.now(),
+        }
+        await self._durable(f"save device {device.id}", self._upsert(DEVICE, row))
+
+    async def delete_device(self, device_id: str) -> None:
+        """Forget a device's description (its history stays until retention or purge)."""
+        await self._durable(f"delete device {device_id}", _delete_where(DEVICE, DEVICE.c.id == device_id))
+
+    async def save_timer(self, key: str, rule_id: str, deadline: datetime, data: Mapping[str, Any]) -> None:
+        """Insert or update an armed rule deadline, committed before returning."""
+        row = {"key": key, "rule_id": rule_id, "deadline": _aware(deadline, "deadline"), "data": dict(data)}
+        await self._durable(f"save timer {key}", self._upsert(RULE_TIMER, row))
+
+    async def delete_timer(self, key: str) -> None:
+        """Forget a rule deadline (it fired or was disarmed)."""
+        await self._durable(f"delete timer {key}", _delete_where(RULE_TIMER, RULE_TIMER.c.key == key))
+
+    # ---- retention and the family's right to deletion -------------------------------
+
+    async def apply_retention(
+        self,
+        now: datetime,
+        *,
+        state_days: float | None,
+        events_days: float | None,
+        alerts_days: float | None,
+    ) -> dict[str, int]:
+        """Delete history older than its retention (closed alerts only); rows deleted per table."""
+        return await self._delete_plan(
+            retention_plan(
+                {
+                    "state": _days_before(now, state_days),
+                    "event": _days_before(now, events_days),
+                    "alert": _days_before(now, alerts_days),
+                }
+            )
+        )
+
+    async def purge_before(self, before: datetime) -> dict[str, int]:
+        """Delete state, events, and closed alerts with their audit trail, from before this moment."""
+        cut = _aware(before, "before")
+        return await self._delete_plan(retention_plan({"state": cut, "event": cut, "alert": cut}))
+
+    async def _delete_plan(self, plan: list[tuple[str, sa.Table, ColumnElement[bool]]]) -> dict[str, int]:
+        deleted: dict[str, int] = {}
+        for name, table, where in plan:
+            deleted[name] = 0
+            while True:
+                n = await self._durable(f"delete old {name} rows", _delete_chunk(table, where))
+                deleted[name] += n
+                if n < DELETE_CHUNK:
+                    break
+        return deleted
+
+    # ---- readers (blocking) ---------------------------------------------------------
+
+    def load_devices(self) -> list[Device]:
+        """Every saved device; a description that no longer validates is logged, counted, skipped."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(DEVICE.c.id, DEVICE.c.description).order_by(DEVICE.c.id)).all()
+        devices: list[Device] = []
+        for device_id, description in rows:
+            try:
+                devices.append(Device.model_validate(description))
+            except ValidationError as exc:
+                self.stats["rejected_rows"] += 1
+                log.error("store: saved device %s no longer validates, skipped: %s", device_id, exc)
+        return devices
+
+    def load_open_alerts(self) -> list[dict[str, Any]]:
+        """Every alert not yet closed, oldest first, as column dicts."""
+        query = (
+            sa.select(ALERT)
+            .where(ALERT.c.state.not_in(sorted(CLOSED_ALERT_STATES)))
+            .order_by(ALERT.c.raised_at, ALERT.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def load_timers(self) -> list[StoredTimer]:
+        """Every armed rule deadline, soonest first."""
+        query = sa.select(RULE_TIMER).order_by(RULE_TIMER.c.deadline, RULE_TIMER.c.key)
+        with self.engine.connect() as conn:
+            return [StoredTimer(*row) for row in conn.execute(query)]
+
+    def last_states(self) -> dict[str, tuple[datetime, dict[str, Any]]]:
+        """The latest recorded (ts, values) row of every device."""
+        rank = (
+            sa.func.row_number()
+            .over(partition_by=STATE.c.device_id, order_by=(STATE.c.ts.desc(), STATE.c.id.desc()))
+            .label("rank")
+        )
+        ranked = sa.select(STATE.c.device_id, STATE.c.ts, STATE.c["values"], rank).subquery()
+        query = sa.select(ranked.c.device_id, ranked.c.ts, ranked.c["values"]).where(ranked.c.rank == 1)
+        with self.engine.connect() as conn:
+            return {device_id: (ts, values) for device_id, ts, values in conn.execute(query)}
+
+    def count(self, table_name: str) -> int:
+        """Rows in one of the store's tables."""
+        if (table := TABLES.get(table_name)) is None:
+            raise ValueError(f"no table {table_name!r}; tables: {', '.join(TABLES)}")
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+    def db_size_bytes(self) -> int:
+        """The database's size on disk (SQLite file with its WAL, or the PostgreSQL database)."""
+        return _SIZE[self.engine.dialect.name](self.engine)
+
+    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Every row (since a moment, if given) as a JSON-ready dict with its "table", by table then time."""
+        cut = None if since is None else _aware(since, "since")
+        with self.engine.connect() as conn:
+            for table, time_column in EXPORT_ORDER:
+                query = sa.select(table).order_by(table.c[time_column], *table.primary_key.columns)
+                if cut is not None:
+                    query = query.where(table.c[time_column] >= cut)
+                result = conn.execution_options(stream_results=True, yield_per=1000).execute(query)
+                for row in result.mappings():
+                    yield export_row(table.name, row)
+
+
+def _delete_where(table: sa.Table, where: ColumnElement[bool]) -> Callable[[Connection], None]:
+    def work(conn: Connection) -> None:
+        conn.execute(sa.delete(table).where(where))
+
+    return work
+
+
+def _delete_chunk(table: sa.Table, where: ColumnElement[bool]) -> Callable[[Connection], int]:
+    key = next(iter(table.primary_key.columns))
+    chunk = sa.select(key).where(where).limit(DELETE_CHUNK)
+
+    def work(conn: Connection) -> int:
+        return conn.execute(sa.delete(table).where(key.in_(chunk))).rowcount
+
+    return work

@@ -1,0 +1,357 @@
+"""Builds the hub from its configuration and owns the one TaskGroup that every task lives in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hub import __version__
+from hub.adapters import BY_PROTOCOL, build_adapters
+from hub.adapters.base import Adapter, Rejected
+from hub.api import (
+    EVENT_ADAPTER,
+    REQUEST_MODELS,
+    AdoptRequest,
+    DeviceState,
+    HubStatus,
+    IgnoreRequest,
+    ModeRequest,
+    ModeState,
+    RequestError,
+    SetRequest,
+    Topics,
+    device_payload,
+    parse_request,
+)
+from hub.broker import EmbeddedBroker, choose_broker
+from hub.clock import Clock, RealClock
+from hub.config import Config
+from hub.model import Command, CommandFailed, CommandSent, Device, DeviceDiscovered, Event, StateChanged, Status
+from hub.mqtt import Link, LinkSettings
+from hub.registry import (
+    CommandRefused,
+    Effect,
+    Forward,
+    Named,
+    PublishDevice,
+    PublishState,
+    Registry,
+    Unpublish,
+)
+from hub.store import Store, StoreError
+from hub.wire import Message
+
+log = logging.getLogger(__name__)
+
+RETENTION_EVERY = timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where the hub keeps its data."""
+
+    data_dir: Path
+
+    def store_url(self) -> str:
+        """The default store: a SQLite file in the data folder."""
+        return f"sqlite:///{self.data_dir / 'hub.db'}"
+
+
+class Hub:
+    """One home's hub: broker link, adapters, registry, store and API, run under one TaskGroup."""
+
+    def __init__(self, config: Config, paths: Paths, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or RealClock()
+        self.topics = Topics.for_home(config.home.id, config.mqtt.topic_root)
+        self.registry = Registry(
+            {d.id: Named(d.name, d.room, d.role.value if d.role else None) for d in config.devices},
+            auto_adopt=config.discovery.auto_adopt,
+        )
+        self.store = Store(
+            config.store.url or paths.store_url(),
+            clock=self.clock,
+            batch_size=config.store.batch_size,
+            batch_seconds=config.store.batch_seconds,
+        )
+        self.adapters: dict[str, Adapter] = build_adapters(config.discovery)
+        self.counters: Counter[str] = Counter()
+        self.started_at = self.clock.now()
+        self.mode = ModeState(mode="home", since=self.started_at)
+        self.broker_url = ""
+        self.link: Link | None = None
+        self._handlers: dict[str, Callable[[Message], Awaitable[None]]] = {}
+        self._subscribed: dict[str, set[str]] = {}
+        self.ready = asyncio.Event()
+        # Called with every event the hub forwards (the rules engine and `hub demo` listen).
+        self.listeners: list[Callable[[Event], None]] = []
+        self._stop = asyncio.Event()
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the hub to shut down cleanly (flush the store, say offline)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until stop() or a signal; every task is owned by one TaskGroup."""
+        choice = await choose_broker(self.config.mqtt.url, port=self.config.mqtt.local_port)
+        self.broker_url = choice.url
+        embedded = EmbeddedBroker(port=choice.port) if choice.kind == "embedded" else None
+        if embedded is not None:
+            await embedded.start()
+        try:
+            await self._run_with_broker()
+        finally:
+            if embedded is not None:
+                await embedded.stop()
+
+    async def _run_with_broker(self) -> None:
+        await asyncio.to_thread(self.store.open)
+        devices = await asyncio.to_thread(self.store.load_devices)
+        states = await asyncio.to_thread(self.store.last_states)
+        self.registry.decisions.update(
+            {d.id: d.status for d in devices if d.status is not Status.PENDING and d.id not in self.registry.named}
+        )
+        self.registry.seed(devices, states)
+        self.link = link = Link(self._link_settings(), clock=self.clock)
+        for adapter in self.adapters.values():
+            self._handlers[adapter.name] = self._adapter_handler(adapter)
+            self._subscribe_adapter(adapter)
+        for pattern in self.topics.requests():
+            link.subscribe(pattern, self._on_request)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(link.run(), name="mqtt")
+                tg.create_task(self.store.run(), name="store")
+                tg.create_task(self._retention(), name="retention")
+                tg.create_task(self._publish_initial(), name="initial-publish")
+                await self._stop.wait()
+                raise _Stopping
+        except* _Stopping:
+            pass
+        finally:
+            await self.store.close()
+            log.info("hub stopped; store flushed")
+
+    def _link_settings(self) -> LinkSettings:
+        m = self.config.mqtt
+        return LinkSettings.from_url(
+            self.broker_url,
+            username=m.username,
+            password=m.password_text(),
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            client_id=m.client_id or f"hub-{self.config.home.id}-{random.randrange(16**6):06x}",
+            keepalive=m.keepalive,
+            max_payload_bytes=m.max_payload_bytes,
+            will_topic=self.topics.status,
+            will_payload=HubStatus(state="offline", version=__version__).model_dump_json().encode(),
+            birth_payload=self._status_payload(),
+        )
+
+    def _status_payload(self) -> bytes:
+        return (
+            HubStatus(state="online", version=__version__, started_at=self.started_at, broker=self.broker_url)
+            .model_dump_json()
+            .encode()
+        )
+
+    async def _publish_initial(self) -> None:
+        link = self._link()
+        await link.wait_connected(timeout=None)
+        await link.set_retained(self.topics.mode, self.mode.model_dump_json().encode())
+        await self._carry_out(self.registry.placeholders())
+        for dev in self.registry.devices():
+            await self._carry_out([PublishDevice(dev)])
+            rec = self.registry.get(dev.id)
+            if rec is not None and rec.values:
+                await self._carry_out([PublishState(dev.id, rec.ts, dict(rec.values), dev.availability)])
+        self.ready.set()
+        log.info("hub ready: %d devices, topic root %s", len(self.registry.records), self.topics.root)
+
+    async def _retention(self) -> None:
+        r = self.config.store.retention
+        while True:
+            try:
+                deleted = await self.store.apply_retention(
+                    self.clock.now(), state_days=r.state_days, events_days=r.events_days, alerts_days=r.alerts_days
+                )
+            except StoreError as exc:
+                # A failed purge keeps more history than wanted; it never stops the hub.
+                self.counters["retention_failed"] += 1
+                log.warning("retention purge failed (will retry in %s): %s", RETENTION_EVERY, exc)
+            else:
+                if any(deleted.values()):
+                    log.info("retention purge: %s", deleted)
+            await self.clock.sleep(RETENTION_EVERY.total_seconds())
+
+    def _link(self) -> Link:
+        if self.link is None:
+            raise RuntimeError("the hub is not running")
+        return self.link
+
+    # -- device messages ---------------------------------------------------------------
+
+    def _subscribe_adapter(self, adapter: Adapter) -> None:
+        # Some dialects learn their devices' topics from discovery (HA state topics, a
+        # Tasmota full topic in an unusual order), so their filters grow as devices appear.
+        link = self._link()
+        known = self._subscribed.setdefault(adapter.name, set())
+        for pattern in adapter.subscriptions():
+            if pattern not in known:
+                known.add(pattern)
+                link.subscribe(pattern, self._handlers[adapter.name])
+
+    def _adapter_handler(self, adapter: Adapter) -> Callable[[Message], Awaitable[None]]:
+        async def handle(msg: Message) -> None:
+            try:
+                events = adapter.feed(msg, self.clock.now())
+            except Rejected as exc:
+                self.counters[f"rejected.{adapter.name}.{exc.reason}"] += 1
+                log.debug("%s rejected %s: %s", adapter.name, msg.topic, exc)
+                return
+            for event in events:
+                if isinstance(event, DeviceDiscovered):
+                    self._subscribe_adapter(adapter)
+                await self._carry_out(self.registry.apply(event))
+
+        return handle
+
+    async def _carry_out(self, effects: list[Effect]) -> None:
+        link = self._link()
+        for effect in effects:
+            match effect:
+                case PublishDevice(device=dev):
+                    await self._publish_device(link, dev)
+                case PublishState():
+                    state = DeviceState(ts=effect.ts, values=effect.values, availability=effect.availability)
+                    await link.set_retained(
+                        self.topics.device_state(effect.device_id), state.model_dump_json().encode()
+                    )
+                case Unpublish(device_id=dev_id):
+                    for topic in (
+                        self.topics.device(dev_id),
+                        self.topics.inbox(dev_id),
+                        self.topics.device_state(dev_id),
+                    ):
+                        await link.clear_retained(topic)
+                    await self.store.delete_device(dev_id)
+                case Forward(event=event):
+                    await self._forward(link, event)
+
+    async def _publish_device(self, link: Link, dev: Device) -> None:
+        payload = device_payload(dev)
+        if dev.status is Status.ADOPTED:
+            await link.set_retained(self.topics.device(dev.id), payload)
+            await link.clear_retained(self.topics.inbox(dev.id))
+        else:
+            await link.set_retained(self.topics.inbox(dev.id), payload)
+            await link.clear_retained(self.topics.device(dev.id))
+        await self.store.save_device(dev)
+
+    async def _forward(self, link: Link, event: Event) -> None:
+        if isinstance(event, StateChanged):
+            # History rows hold the merged state, so that the last row restores a device whole.
+            rec = self.registry.get(event.device_id)
+            self.store.record_state(event.device_id, dict(rec.values) if rec else event.values, event.ts)
+        else:
+            self.store.record_event(event)
+        await link.publish(self.topics.events, EVENT_ADAPTER.dump_json(event))
+        for listener in self.listeners:
+            listener(event)
+
+    # -- requests to the hub -----------------------------------------------------------
+
+    async def _on_request(self, msg: Message) -> None:
+        parsed = self.topics.parse_request(msg.topic)
+        if parsed is None:
+            return
+        verb, ident = parsed
+        handler = self._REQUESTS.get(verb)
+        if handler is None:
+            self._refuse(msg.topic, "not_supported", f"'{verb}' requests are not handled by this hub yet")
+            return
+        try:
+            request = parse_request(REQUEST_MODELS[verb], msg.payload)
+            await handler(self, ident, request)
+        except RequestError as exc:
+            self._refuse(msg.topic, exc.reason, exc.detail)
+        except (CommandRefused, KeyError) as exc:
+            self._refuse(msg.topic, "refused", str(exc).strip("'\""))
+
+    def _refuse(self, topic: str, reason: str, detail: str) -> None:
+        self.counters[f"request_rejected.{reason}"] += 1
+        log.warning("request on %s rejected (%s): %s", topic, reason, detail)
+
+    async def _set(self, device_id: str, request: SetRequest) -> None:
+        now = self.clock.now()
+        command = Command(device_id=device_id, values=request.values, origin="api", ts=now)
+        try:
+            routes = self.registry.route(device_id, request.values)
+        except CommandRefused as exc:
+            await self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
+            raise
+        for route in routes:
+            adapter = self.adapters.get(BY_PROTOCOL.get(route.device.protocol, ""))
+            try:
+                if adapter is None:
+                    raise Rejected("no_adapter", f"no adapter speaks {route.device.protocol.value}")
+                messages = adapter.encode(route.device, route.values)
+            except Rejected as exc:
+                await self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
+                raise CommandRefused(str(exc)) from None
+            for out in messages:
+                await self._link().publish(out.topic, out.payload, retain=out.retain, qos=out.qos)
+                await self._forward(self._link(), CommandSent(ts=now, command=command, topic=out.topic))
+
+    async def _decide(self, device_id: str, status: Status, name: str | None, room: str | None) -> None:
+        effects = self.registry.decide(device_id, status, self.clock.now(), name=name, room=room)
+        rec = self.registry.get(device_id)
+        if rec is not None:
+            await self.store.save_device(rec.device)
+        await self._carry_out(effects)
+
+    async def _adopt(self, device_id: str, request: AdoptRequest) -> None:
+        if request.room is not None and request.room not in {r.id for r in self.config.rooms}:
+            rooms = ", ".join(r.id for r in self.config.rooms)
+            raise CommandRefused(f"unknown room '{request.room}' (rooms: {rooms})")
+        await self._decide(device_id, Status.ADOPTED, request.name, request.room)
+
+    async def _ignore(self, device_id: str, request: IgnoreRequest) -> None:
+        await self._decide(device_id, Status.IGNORED, None, None)
+
+    async def _mode(self, _ident: str, request: ModeRequest) -> None:
+        self.mode = ModeState(mode=request.mode, until=request.until, since=self.clock.now())
+        await self._link().set_retained(self.topics.mode, self.mode.model_dump_json().encode())
+
+    # Each verb's handler takes the payload model REQUEST_MODELS names for that verb.
+    _REQUESTS: ClassVar[dict[str, Callable[[Hub, str, Any], Awaitable[None]]]] = {
+        "set": _set,
+        "adopt": _adopt,
+        "ignore": _ignore,
+        "mode": _mode,
+    }
+
+
+class _Stopping(Exception):
+    """Raised inside the TaskGroup to cancel every task on a clean stop."""
+
+
+async def run_until_signal(hub: Hub) -> None:
+    """Run the hub until SIGTERM or SIGINT, then stop it cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, hub.stop)
+    await hub.run()
