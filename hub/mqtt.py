@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -20,6 +20,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.clock import Clock, RealClock
 from hub.wire import Message, topic_matches
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -349,15 +351,17 @@ class Link:
             f" as user {s.username!r}" if s.username else "",
         )
         if s.will_topic and s.birth_payload is not None:
-            await client.publish(s.will_topic, s.birth_payload, qos=1, retain=True)
+            await _acked(client.publish(s.will_topic, s.birth_payload, qos=1, retain=True))
+        log.debug("MQTT: birth published on %s", s.will_topic)
         await self._sync_subscriptions()
+        log.debug("MQTT: %d filters subscribed", len(self._subscribed))
         for topic, (payload, qos) in list(self._retained.items()):
-            await client.publish(topic, payload, qos=qos, retain=True)
+            await _acked(client.publish(topic, payload, qos=qos, retain=True))
             self.stats.published += 1
         # Publishes made meanwhile were queued behind these, so order is kept.
         while self._pending:
             msg = self._pending[0]  # popped only once sent: a failure keeps it for the next connection
-            await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            await _acked(client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
             self._pending.popleft()
             self.stats.published += 1
         self._live.set()
@@ -501,13 +505,13 @@ class Link:
         for f in gone:
             del self._subscribed[f]
         if new:
-            codes: Sequence[int | ReasonCode] = await client.subscribe(new)
+            codes: Sequence[int | ReasonCode] = await _acked(client.subscribe(new))
             for (f, _), code in zip(new, codes, strict=False):
                 if _code(code) >= 128:
                     log.warning("MQTT: broker %s refused the subscription to %r", self.settings.where, f)
         if gone:
             # The covering filter is subscribed first, so nothing is missed in between.
-            await client.unsubscribe(gone)
+            await _acked(client.unsubscribe(gone))
 
     # --- publishing ----------------------------------------------------------------
 
@@ -544,7 +548,7 @@ class Link:
         client = self._client
         if client is not None and self._live.is_set():
             try:
-                await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                await _acked(client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
             except aiomqtt.MqttError as exc:
                 log.debug("MQTT: publish to %r failed (%s); queued for the next connection", msg.topic, exc)
             else:
@@ -578,3 +582,18 @@ class Link:
                 msg.topic,
                 self.stats.dropped_queue_full,
             )
+
+
+async def _acked(awaitable: Awaitable[T]) -> T:
+    """Await an acknowledgement from aiomqtt without losing a cancellation that raced it.
+
+    Python 3.11's asyncio.wait_for, which aiomqtt uses for every acknowledgement, swallows a
+    cancellation that arrives just as the acknowledgement does (gh-86296, fixed in 3.12). The
+    task then stays "cancelling" but runs on, and a SIGTERM never stops the hub; seen with
+    the embedded broker. Re-raising here restores the cancellation.
+    """
+    result = await awaitable
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return result

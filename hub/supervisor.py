@@ -91,6 +91,7 @@ class Hub:
         self.link: Link | None = None
         self._handlers: dict[str, Callable[[Message], Awaitable[None]]] = {}
         self._subscribed: dict[str, set[str]] = {}
+        self._placed: dict[str, str] = {}  # device id -> "devices" or "inbox", where it is published
         self.ready = asyncio.Event()
         # Called with every event the hub forwards (the rules engine and `hub demo` listen).
         self.listeners: list[Callable[[Event], None]] = []
@@ -246,19 +247,23 @@ class Hub:
                         self.topics.device_state(dev_id),
                     ):
                         await link.clear_retained(topic)
+                    self._placed.pop(dev_id, None)
                     await self.store.delete_device(dev_id)
                 case Forward(event=event):
                     await self._forward(link, event)
 
     async def _publish_device(self, link: Link, dev: Device) -> None:
-        payload = device_payload(dev)
-        if dev.status is Status.ADOPTED:
-            await link.set_retained(self.topics.device(dev.id), payload)
-            await link.clear_retained(self.topics.inbox(dev.id))
-        else:
-            await link.set_retained(self.topics.inbox(dev.id), payload)
-            await link.clear_retained(self.topics.device(dev.id))
+        where = "devices" if dev.status is Status.ADOPTED else "inbox"
+        topic = self.topics.device(dev.id) if where == "devices" else self.topics.inbox(dev.id)
+        # Stored before it is shown: what a caregiver sees has survived a crash.
         await self.store.save_device(dev)
+        await link.set_retained(topic, device_payload(dev))
+        if self._placed.get(dev.id) != where:
+            # Moved between inbox and devices (or first publish of this run, when a retained
+            # copy from an earlier run may sit in the other place): clear the other one.
+            other = self.topics.inbox(dev.id) if where == "devices" else self.topics.device(dev.id)
+            await link.clear_retained(other)
+            self._placed[dev.id] = where
 
     async def _forward(self, link: Link, event: Event) -> None:
         if isinstance(event, StateChanged):

@@ -445,7 +445,7 @@ def _props(description: Mapping[str, Any]) -> dict[tuple[str, str], _Prop]:
 def _classify(node: str, prop: str, spec: Mapping[str, Any]) -> tuple[Kind, bool]:
     """The kind of a property by a table of its words, unit and datatype; and whether true/false flip."""
     datatype = spec.get("datatype", spec.get("type"))
-    if datatype not in _DATATYPES:
+    if not isinstance(datatype, str) or datatype not in _DATATYPES:
         raise Rejected("bad_description", f"property {node}/{prop}: unknown datatype {str(datatype)[:40]!r}")
     name = spec.get("name")
     name = name if isinstance(name, str) else ""

@@ -1,0 +1,233 @@
+"""The whole path end to end: devices.yaml → broker → adapters → registry → hub API and store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from hub.store import Store
+from tests.brokers import Mosquitto, free_port, wait_port
+from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, watching
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # CI lays shared/ beside the checkout
+SWITCH = "z2m-0x00124b001e73227f"  # BASICZBR3 relay, friendly name 0x00124b001e73227f1
+WINDOW = "z2m-0x00158d0001e1a85a"  # MCCGQ01LM contact, friendly name livingroom/window
+
+
+def bridge_devices() -> bytes:
+    return json.dumps(
+        json.loads((FIXTURES / "zigbee2mqtt" / "bridge_devices_real_network.json").read_text())["payload"]
+    ).encode()
+
+
+def z2m_home(broker_url: str | None, base: str, **kw: Any) -> str:
+    extra = f"devices:\n  - {{id: {SWITCH}, name: Kettle plug, room: kitchen, role: kettle}}\n"
+    text = config_text(broker_url, extra=extra, **kw)
+    return text.replace("discovery:\n", f"discovery:\n  zigbee2mqtt: {{base_topic: {base}}}\n")
+
+
+async def publish(broker: Mosquitto, topic: str, payload: bytes | str, retain: bool = False) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        await client.publish(topic, payload, qos=1, retain=retain)
+
+
+async def test_retained_device_reaches_the_api_and_obeys_a_command(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    config = make_config(z2m_home(mosquitto.url, base), tmp_path)
+    root = f"hub/{config.home.id}"
+    # Retained discovery and state exist before the hub starts: the retained path.
+    await publish(mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
+    await publish(mosquitto, f"{base}/0x00124b001e73227f1", b'{"state":"ON","linkquality":18}', retain=True)
+    async with (
+        watching("127.0.0.1", mosquitto.port, f"{root}/#", f"{base}/+/set") as w,
+        running_hub(config, tmp_path / "data") as hub,
+    ):
+        state = await w.wait_for(f"{root}/devices/{SWITCH}/state", lambda d: d and d["values"].get("switch") is True)
+        assert state["availability"]["state"] == "online"
+        device = await w.wait_for(f"{root}/devices/{SWITCH}")
+        assert (device["name"], device["room"], device["role"], device["status"]) == (
+            "Kettle plug",
+            "kitchen",
+            "kettle",
+            "adopted",
+        )
+        # A normalized command comes out exactly as Zigbee2MQTT documents it.
+        await publish(mosquitto, f"{root}/devices/{SWITCH}/set", json.dumps({"values": {"switch": False}}))
+        sent = await w.wait_for(f"{base}/0x00124b001e73227f1/set")
+        assert sent == {"state": "OFF"}
+        # The device reports back; the API state follows.
+        await publish(mosquitto, f"{base}/0x00124b001e73227f1", b'{"state":"OFF"}')
+        await w.wait_for(f"{root}/devices/{SWITCH}/state", lambda d: d and d["values"].get("switch") is False)
+        # Unnamed devices wait in the inbox.
+        pending = await w.wait_for(f"{root}/inbox/{WINDOW}")
+        assert pending["status"] == "pending"
+        assert hub.registry.active(SWITCH)
+        assert not hub.registry.active(WINDOW)
+
+
+async def test_pending_device_refuses_commands_until_adopted(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    config = make_config(z2m_home(mosquitto.url, base), tmp_path)
+    root = f"hub/{config.home.id}"
+    async with (
+        running_hub(config, tmp_path / "data") as hub,
+        watching("127.0.0.1", mosquitto.port, f"{root}/#", f"{base}/+/+/set") as w,
+    ):
+        # The live path: the bridge announces its devices after the hub is up.
+        await publish(mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
+        await w.wait_for(f"{root}/inbox/{WINDOW}")
+        refused = hub.counters["request_rejected.refused"]
+        await publish(mosquitto, f"{root}/devices/{WINDOW}/set", json.dumps({"values": {"contact": True}}))
+        await publish(mosquitto, f"{root}/devices/{WINDOW}/set", b"{not json")
+        await publish(mosquitto, f"{root}/inbox/{WINDOW}/adopt", json.dumps({"name": "Window", "room": "bedroom"}))
+        adopted = await w.wait_for(f"{root}/devices/{WINDOW}", lambda d: d is not None)
+        assert (adopted["name"], adopted["room"], adopted["status"]) == ("Window", "bedroom", "adopted")
+        assert await w.wait_for(f"{root}/inbox/{WINDOW}", lambda d: d is None) is None  # cleared
+        assert hub.counters["request_rejected.refused"] == refused + 1
+        assert hub.counters["request_rejected.invalid_json"] == 1
+        # Adoption is stored: a new hub on the same data restores it without devices.yaml naming it.
+    async with running_hub(config, tmp_path / "data") as again:
+        rec = again.registry.get(WINDOW)
+        assert rec is not None
+        assert (rec.device.status.value, rec.device.name, rec.device.room) == ("adopted", "Window", "bedroom")
+
+
+async def test_bad_requests_are_counted_never_fatal(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    config = make_config(config_text(mosquitto.url), tmp_path)
+    root = f"hub/{config.home.id}"
+    async with running_hub(config, tmp_path / "data") as hub:
+        for topic, payload in [
+            (f"{root}/devices/nope/set", json.dumps({"values": {"x": 1}})),
+            (f"{root}/devices/nope/set", json.dumps({"valeus": {"x": 1}})),
+            (f"{root}/inbox/nope/ignore", b"[]"),
+            (f"{root}/mode/set", json.dumps({"mode": "party"})),
+            (f"{root}/mode/set", b"\xff\xfe"),
+        ]:
+            await publish(mosquitto, topic, payload)
+        async with watching("127.0.0.1", mosquitto.port, f"{root}/mode") as w:
+            await publish(mosquitto, f"{root}/mode/set", json.dumps({"mode": "sleep"}))
+            assert (await w.wait_for(f"{root}/mode", lambda d: d["mode"] == "sleep"))["mode"] == "sleep"
+        rejected = {k: v for k, v in hub.counters.items() if k.startswith("request_rejected")}
+        assert rejected == {
+            "request_rejected.refused": 1,
+            "request_rejected.invalid_payload": 3,
+            "request_rejected.invalid_json": 1,
+        }
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "devices.yaml"
+    path.write_text(text)
+    return path
+
+
+async def test_sigterm_flushes_history_and_says_offline(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    text = z2m_home(mosquitto.url, base).replace("batch_seconds: 0.05", "batch_seconds: 30")
+    path = write_config(tmp_path, text)
+    home = make_config(text, tmp_path).home.id
+    root = f"hub/{home}"
+    async with watching("127.0.0.1", mosquitto.port, f"{root}/#") as w:
+        with hub_process(path, tmp_path / "data") as proc:
+            await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "online")
+            await publish(mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
+            for n in range(20):
+                await publish(mosquitto, f"{base}/0x00124b001e73227f1", json.dumps({"state": "ON" if n % 2 else "OFF"}))
+            await w.wait_for(f"{root}/devices/{SWITCH}/state", lambda d: d and d["values"].get("switch") is True)
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, WAIT) == 0
+        status = await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "offline")
+        assert status["state"] == "offline"
+    # 20 changes were buffered under a 30 s batch window: SIGTERM wrote every one.
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'hub.db'}")
+    store.open()
+    try:
+        assert store.count("state") >= 20
+        assert SWITCH in store.last_states()
+    finally:
+        await store.close()
+
+
+async def test_sigkill_leaves_the_will_and_a_restart_restores_devices(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    text = z2m_home(mosquitto.url, base)
+    path = write_config(tmp_path, text)
+    root = f"hub/{make_config(text, tmp_path).home.id}"
+    async with watching("127.0.0.1", mosquitto.port, f"{root}/status", f"{root}/inbox/+") as w:
+        with hub_process(path, tmp_path / "data") as proc:
+            await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "online")
+            await publish(mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
+            # A device is stored before the API shows it, so seeing it is enough.
+            await w.wait_for(f"{root}/inbox/{WINDOW}", lambda d: d is not None)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        status = await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "offline")
+        assert status["state"] == "offline"  # the broker published the last will
+    assert _count_devices(tmp_path / "data" / "hub.db") >= 2
+
+
+def _count_devices(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        try:
+            return int(conn.execute("select count(*) from device").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+async def test_no_broker_anywhere_starts_the_embedded_one(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here: the hub must bring its own broker
+    text = config_text(None, local_port=port)
+    path = write_config(tmp_path, text)
+    root = f"hub/{make_config(text, tmp_path).home.id}"
+    with hub_process(path, tmp_path / "data") as proc:
+        await asyncio.to_thread(wait_port, port)
+        async with watching("127.0.0.1", port, f"{root}/status") as w:
+            status = await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "online")
+            assert status["broker"] == f"mqtt://127.0.0.1:{port}"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, WAIT) == 0
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert "embedded" in out
+
+
+async def test_broker_restart_republishes_the_api(own_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    own_mosquitto.start()
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    config = make_config(z2m_home(own_mosquitto.url, base), tmp_path)
+    root = f"hub/{config.home.id}"
+    async with running_hub(config, tmp_path / "data"):
+        own_mosquitto.stop()
+        own_mosquitto.start()  # no persistence: every retained message is gone
+        async with watching("127.0.0.1", own_mosquitto.port, f"{root}/#") as w:
+            # Only a reconnected hub can have put these back on the new broker.
+            device = await w.wait_for(f"{root}/devices/{SWITCH}")
+            assert device["name"] == "Kettle plug"
+            assert (await w.wait_for(f"{root}/status"))["state"] == "online"
+            # Subscriptions came back too: discovery after the restart reaches the hub.
+            await publish(own_mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
+            await w.wait_for(f"{root}/inbox/{WINDOW}")
+
+
+@pytest.mark.parametrize("bad", ["home: [", "home: {id: x y}"])
+def test_hub_run_refuses_a_broken_config_with_located_errors(tmp_path: Path, bad: str) -> None:
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, bad)
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "run", "-c", str(path), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"{path}:1:" in done.stderr
