@@ -85,6 +85,65 @@ class RuleSetRequest(_Inbound):
     snooze_minutes: int | None = Field(default=None, ge=0, le=7 * 24 * 60)
 
 
+Severity = Literal["info", "warning", "critical"]
+AlertState = Literal["raised", "notified", "acknowledged", "resolved", "cancelled_by_resident", "expired"]
+Language = Literal["zh-CN", "en"]
+
+
+class Delivery(Frozen):
+    """One notification attempt to one caregiver over one channel, and its result."""
+
+    caregiver: str
+    tier: int
+    channel: str  # the apprise URL's scheme (ntfy, json, dingtalk …), never the secret URL itself
+    at: datetime
+    ok: bool
+    error: str | None = None
+
+
+class AlertView(Frozen):
+    """`alerts/<id>`: an open alert as every TUI shows it (retained while open, cleared when closed)."""
+
+    id: str
+    rule_id: str
+    rule_kind: str
+    room: str | None = None
+    severity: Severity
+    state: AlertState
+    raised_at: datetime
+    updated_at: datetime
+    count: int = 1  # repeats of the same (rule, room) while open
+    escalation_step: int = 0  # 0 = resident stage / not yet notified; n = n-th notification round
+    tier: int | None = None  # the caregiver tier being asked now
+    deliveries: tuple[Delivery, ...] = ()
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    ack_channel: str | None = None
+    note: str | None = None
+    device_ids: tuple[str, ...] = ()
+    # Plain-language texts by language: what happened (with room and time) and what to do.
+    message: dict[Language, str]
+    advice: dict[Language, str] = Field(default_factory=dict)
+
+
+RuleRunState = Literal["armed", "counting", "idle", "muted", "snoozed", "disabled"]
+
+
+class RuleView(Frozen):
+    """`rules/<id>`: a rule's state for the TUI (retained)."""
+
+    id: str
+    kind: str
+    room: str | None = None
+    enabled: bool = True
+    state: RuleRunState
+    deadline: datetime | None = None  # when a countdown fires, if one runs
+    muted_until: datetime | None = None  # by the house mode
+    snoozed_until: datetime | None = None
+    last_fired: datetime | None = None
+    title: dict[Language, str] = Field(default_factory=dict)
+
+
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
