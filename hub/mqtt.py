@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -250,9 +251,9 @@ def _worth_logging(count: int) -> bool:
 class Link:
     """One long-lived broker connection: reconnects forever, resubscribes, republishes retained state, routes.
 
-    On every connection, in order: the birth payload (retained, on will_topic), the
-    subscriptions, the remembered retained state, the queued publishes, then the
-    `on_connect` hook; messages are read once the hook returns, so it must not wait for any.
+    On every connection, in order: the subscriptions, the remembered retained state, the
+    birth payload (retained, on will_topic: "online" means listening), the queued
+    publishes, then the `on_connect` hook; messages are read once the hook returns, so it must not wait for any.
     Handlers run one message at a time in arrival order; a coroutine handler holds up the
     ones after it, which is the back-pressure the broker sees.
     """
@@ -265,9 +266,11 @@ class Link:
         on_status: Callable[[LinkStatus], None] | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        on_drop: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.stats = LinkStats()
+        self._on_drop = on_drop  # told the reason of every message refused before any handler
         self._on_connect = on_connect
         self._on_status = on_status
         self._clock: Clock = clock or RealClock()
@@ -322,6 +325,9 @@ class Link:
             timeout=s.timeout,
             tls_context=tls_context(s),
             queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", lambda maxsize: inbox),
+            # paho leaves Nagle's algorithm on: a command written right after a state publish
+            # then waits for the broker's delayed ACK, ~40 ms (measured by bench/latency.py).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         async with client:
             try:
@@ -350,14 +356,15 @@ class Link:
             " over TLS" if s.tls else "",
             f" as user {s.username!r}" if s.username else "",
         )
-        if s.will_topic and s.birth_payload is not None:
-            await _acked(client.publish(s.will_topic, s.birth_payload, qos=1, retain=True))
-        log.debug("MQTT: birth published on %s", s.will_topic)
         await self._sync_subscriptions()
         log.debug("MQTT: %d filters subscribed", len(self._subscribed))
         for topic, (payload, qos) in list(self._retained.items()):
             await _acked(client.publish(topic, payload, qos=qos, retain=True))
             self.stats.published += 1
+        # "online" only once we listen and our retained state is back: whoever waits for it
+        # (a TUI, a device bridge, a test) may then talk to the hub without losing a word.
+        if s.will_topic and s.birth_payload is not None:
+            await _acked(client.publish(s.will_topic, s.birth_payload, qos=1, retain=True))
         # Publishes made meanwhile were queued behind these, so order is kept.
         while self._pending:
             msg = self._pending[0]  # popped only once sent: a failure keeps it for the next connection
@@ -426,6 +433,8 @@ class Link:
         payload = raw.payload
         if len(payload) > self.settings.max_payload_bytes:
             stats.dropped_oversize += 1
+            if self._on_drop is not None:
+                self._on_drop("too_large")
             if _worth_logging(stats.dropped_oversize):
                 log.warning(
                     "MQTT: dropped %d-byte message on %r (limit %d bytes; %d dropped so far)",

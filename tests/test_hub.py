@@ -139,8 +139,10 @@ async def test_sigterm_flushes_history_and_says_offline(mosquitto: Mosquitto, tm
             await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "online")
             await publish(mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
             for n in range(20):
-                await publish(mosquitto, f"{base}/0x00124b001e73227f1", json.dumps({"state": "ON" if n % 2 else "OFF"}))
-            await w.wait_for(f"{root}/devices/{SWITCH}/state", lambda d: d and d["values"].get("switch") is True)
+                # The last message carries a marker, so that waiting for it means all 20 were handled.
+                change = {"state": "ON" if n % 2 else "OFF", "linkquality": 77 if n == 19 else n}
+                await publish(mosquitto, f"{base}/0x00124b001e73227f1", json.dumps(change))
+            await w.wait_for(f"{root}/devices/{SWITCH}/state", lambda d: d and d["values"].get("linkquality") == 77)
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, WAIT) == 0
         status = await w.wait_for(f"{root}/status", lambda d: d and d["state"] == "offline")
