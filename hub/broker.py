@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -13,7 +14,10 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 1883
 
-BrokerKind = Literal["configured", "local", "embedded"]
+BrokerKind = Literal["configured", "advertised", "local", "embedded"]
+
+# Looks for a broker advertised on the network (mDNS `_mqtt._tcp`): (address, port, name) or None.
+Finder = Callable[[], Awaitable[tuple[str, int, str] | None]]
 
 # amqtt logs every connection, packet and state transition at INFO or DEBUG.
 _NOISY_LOGGERS = ("amqtt", "transitions")
@@ -117,18 +121,35 @@ class BrokerChoice:
 
 
 async def choose_broker(
-    url: str | None, *, host: str = LOOPBACK, port: int = DEFAULT_PORT, probe_timeout: float = 0.5
+    url: str | None,
+    *,
+    host: str = LOOPBACK,
+    port: int = DEFAULT_PORT,
+    probe_timeout: float = 0.5,
+    find: Finder | None = None,
 ) -> BrokerChoice:
-    """The configured URL if any; else a broker answering on host:port; else the embedded one on 127.0.0.1:port."""
+    """The configured URL; else one advertised (`find`); else one answering on host:port; else the embedded one."""
+    found = None if url or find is None else await find()
     if url:
         choice = BrokerChoice(url, "configured", "the configuration names this broker")
+    elif found is not None:
+        address, found_port, name = found
+        choice = BrokerChoice(
+            f"mqtt://{address}:{found_port}",
+            "advertised",
+            f"no broker configured; {name!r} advertises _mqtt._tcp on the network",
+        )
     elif await answers(host, port, probe_timeout):
-        choice = BrokerChoice(f"mqtt://{host}:{port}", "local", f"no broker configured; one answers on {host}:{port}")
+        looked = "" if find is None else ", none advertised over mDNS"
+        choice = BrokerChoice(
+            f"mqtt://{host}:{port}", "local", f"no broker configured{looked}; one answers on {host}:{port}"
+        )
     else:
+        looked = "" if find is None else ", none advertised over mDNS"
         choice = BrokerChoice(
             f"mqtt://{LOOPBACK}:{port}",
             "embedded",
-            f"no broker configured and none answers on {host}:{port}; starting the embedded one",
+            f"no broker configured{looked} and none answers on {host}:{port}; starting the embedded one",
         )
     log.info("MQTT broker: %s (%s: %s)", redacted(choice.url), choice.kind, choice.reason)
     return choice

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hub.model import (
     KINDS,
@@ -134,6 +134,7 @@ class Registry:
         self.aliases: dict[str, str] = {}  # alias device id -> canonical device id
         self.sources: dict[str, Device] = {}  # every path's own description, by its own id
         self.counters: Counter[str] = Counter()
+        self._retired: list[str] = []  # canonical ids that became aliases: their topics must be cleared
 
     # -- queries ---------------------------------------------------------------------
 
@@ -200,12 +201,19 @@ class Registry:
         before = self.get(dev.id)
         old = before.device if before else None
         rec = self._apply_discovered(dev, ts)
+        # A better path took over a device first seen through a copy (an mDNS sighting, HA
+        # discovery): the copy's id is now an alias, so its retained topics must go.
+        effects: list[Effect] = [Unpublish(retired) for retired in self._retired]
+        self._retired.clear()
         if rec.device.status is Status.IGNORED:
-            return [] if old is not None and old.status is Status.IGNORED else [Unpublish(rec.device.id)]
-        effects: list[Effect] = []
+            ignored_before = old is not None and old.status is Status.IGNORED
+            return effects if ignored_before else [*effects, Unpublish(rec.device.id)]
         if rec.device != old:
             effects.append(PublishDevice(rec.device))
-            effects.append(Forward(DeviceDiscovered(ts=ts, device=rec.device)))
+            # A sighting that only refreshes last_seen is published (the inbox shows when a
+            # device was last seen) but is not a discovery event worth recording.
+            if old is None or _unheard(rec.device) != _unheard(old):
+                effects.append(Forward(DeviceDiscovered(ts=ts, device=rec.device)))
         return effects
 
     def _apply_discovered(self, dev: Device, ts: datetime | None) -> DeviceRecord:
@@ -239,7 +247,9 @@ class Registry:
                 "id": canonical,
                 "identifiers": identifiers,
                 "points": tuple(points),
-                "availability": rec.device.availability if rec else primary.availability,
+                "availability": _heard(rec.device.availability if rec else primary.availability, ts),
+                "seen_via": tuple(sorted({v for d in paths for v in (d.seen_via or (d.protocol.value,))})),
+                "address": primary.address or next((d.address for d in paths if d.address), None),
                 **self._placement(canonical, primary, rec),
             }
         )
@@ -288,6 +298,7 @@ class Registry:
                 self.aliases[alias] = new_id
         self.aliases[old_id] = new_id
         self.counters["promoted"] += 1
+        self._retired.append(old_id)
         return new_id
 
     def _state(self, event: StateChanged) -> list[Effect]:
@@ -411,6 +422,30 @@ class Registry:
             Forward(DeviceAdopted(ts=ts, device=rec.device)),
         ]
 
+    def expire(self, now: datetime, max_age: timedelta) -> list[Effect]:
+        """Forget pending devices not heard from for `max_age`: they leave the inbox (adopted and ignored stay)."""
+        effects: list[Effect] = []
+        for dev_id, rec in list(self.records.items()):
+            if rec.device.status is not Status.PENDING or dev_id in self.named:
+                continue
+            heard = [t for t in (rec.device.availability.last_seen, rec.ts) if t is not None]
+            if not heard:
+                # Restored without a time (saved before last_seen was kept): its clock starts now.
+                rec.device = rec.device.model_copy(update={"availability": _heard(rec.device.availability, now)})
+                continue
+            last = max(heard)
+            if now - last < max_age:
+                continue
+            del self.records[dev_id]
+            self.sources.pop(dev_id, None)
+            for alias in [a for a, c in self.aliases.items() if c == dev_id]:
+                del self.aliases[alias]
+                self.sources.pop(alias, None)
+            self.counters["expired"] += 1
+            reason = f"pending and not seen since {last.isoformat()} (longer than {max_age})"
+            effects += [Unpublish(dev_id), Forward(DeviceRemoved(ts=now, device_id=dev_id, reason=reason))]
+        return effects
+
     # -- commands ----------------------------------------------------------------------
 
     def route(self, device_id: str, values: Mapping[str, Value]) -> list[Route]:
@@ -436,6 +471,17 @@ class Registry:
 
 _OTHER = Kind.OTHER
 _MISSING = object()
+
+
+def _heard(av: Availability, ts: datetime | None) -> Availability:
+    # Any sighting (a discovery, a state report) moves last_seen forward, never back.
+    if ts is None or (av.last_seen is not None and av.last_seen >= ts):
+        return av
+    return av.model_copy(update={"last_seen": ts})
+
+
+def _unheard(dev: Device) -> Device:
+    return dev.model_copy(update={"availability": dev.availability.model_copy(update={"last_seen": None})})
 
 
 def _merge_composites(old: Mapping[str, Value], new: Mapping[str, Value]) -> dict[str, Value]:
