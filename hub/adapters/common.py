@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from hub.adapters.base import Rejected
+from hub.model import StateChanged, Value
 
 # Deeper JSON than this is refused: real device payloads nest a few levels, and a hostile
 # payload nested thousands deep would otherwise cost a RecursionError deep in the parser.
@@ -92,9 +96,80 @@ _UNITS: dict[str, tuple[str, Callable[[float], float]]] = {
     "MWh": ("kWh", lambda v: v * 1000.0),
     "Wmin": ("kWh", lambda v: v / 60000.0),  # Shelly Gen1 reports energy in watt-minutes
     "kW": ("W", lambda v: v * 1000.0),
+    "mW": ("W", lambda v: v / 1000.0),
     "W": ("W", lambda v: v),
     "mired": ("K", lambda v: round(1_000_000.0 / v) if v else 0.0),
+    "hPa": ("hPa", lambda v: v),
+    "mbar": ("hPa", lambda v: v),
+    "Pa": ("hPa", lambda v: round(v / 100.0, 4)),
+    "kPa": ("hPa", lambda v: round(v * 10.0, 4)),
+    "bar": ("hPa", lambda v: round(v * 1000.0, 4)),
+    "psi": ("hPa", lambda v: round(v * 68.947573, 4)),
+    "inHg": ("hPa", lambda v: round(v * 33.863886, 4)),
+    "mmHg": ("hPa", lambda v: round(v * 1.333224, 4)),
+    "L": ("L", lambda v: v),
+    "mL": ("L", lambda v: v / 1000.0),
+    "m³": ("L", lambda v: round(v * 1000.0, 6)),
+    "m3": ("L", lambda v: round(v * 1000.0, 6)),
+    "ft³": ("L", lambda v: round(v * 28.316847, 6)),
+    "gal": ("L", lambda v: round(v * 3.785412, 6)),  # US gallons: the devices that use them are US-market
+    # The same micro-gram per cubic metre, spelt with the micro sign, the Greek mu or ASCII.
+    "µg/m³": ("µg/m³", lambda v: v),
+    "μg/m³": ("µg/m³", lambda v: v),
+    "ug/m3": ("µg/m³", lambda v: v),
+    "µg/m3": ("µg/m³", lambda v: v),
+    "mg/m³": ("µg/m³", lambda v: round(v * 1000.0, 6)),
+    "mg/m3": ("µg/m³", lambda v: round(v * 1000.0, 6)),
+    "dBA": ("dBA", lambda v: v),
+    "L/min": ("L/min", lambda v: v),
+    "L/h": ("L/min", lambda v: round(v / 60.0, 6)),
+    "m³/h": ("L/min", lambda v: round(v * 1000.0 / 60.0, 6)),
+    "gal/min": ("L/min", lambda v: round(v * 3.785412, 6)),
+    "dB(A)": ("dBA", lambda v: v),
 }
+
+
+def converter(unit: str | None) -> Callable[[float], float] | None:
+    """The function that brings a value in this unit to the canonical unit; None when none is needed."""
+    row = _UNITS.get(unit) if unit is not None else None
+    return None if row is None or row[0] == unit else row[1]
+
+
+_FIELDS_SET: frozenset[str] = frozenset({"ts", "device_id", "values"})
+_setattr = object.__setattr__
+
+
+def state_changed(ts: datetime, device_id: str, values: dict[str, Value]) -> StateChanged:
+    """A StateChanged built the way `model_construct` builds it, without its per-field loop.
+
+    The state path runs for every message a home sends; `model_construct` costs about as
+    much as parsing the message. The adapters' values are already normalized, so nothing
+    is validated here either; tests compare the result with the validated model.
+    """
+    event = StateChanged.__new__(StateChanged)
+    _setattr(event, "__dict__", {"ts": ts, "type": "state_changed", "device_id": device_id, "values": values})
+    _setattr(event, "__pydantic_fields_set__", set(_FIELDS_SET))
+    _setattr(event, "__pydantic_extra__", None)
+    _setattr(event, "__pydantic_private__", None)
+    return event
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(model: type[M], fields: dict[str, Any], fields_set: frozenset[str]) -> M:
+    """A model built from values an adapter produced and checked itself, as `state_changed` builds one.
+
+    `fields` holds every field of the model, defaults included, in declaration order, and
+    `fields_set` the ones a validating call would have been given. Only for hot paths whose
+    tests compare the result with the validated model.
+    """
+    obj = model.__new__(model)
+    _setattr(obj, "__dict__", fields)
+    _setattr(obj, "__pydantic_fields_set__", set(fields_set))
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
+    return obj
 
 
 def to_canonical(value: float, unit: str | None) -> tuple[float, str | None]:

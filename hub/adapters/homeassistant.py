@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -12,7 +13,17 @@ from datetime import datetime
 from typing import Any, ClassVar, Final
 
 from hub.adapters.base import Rejected
-from hub.adapters.common import decode_object, decode_text, normalize_ieee, normalize_mac, number, to_canonical
+from hub.adapters.common import (
+    converter,
+    decode_object,
+    decode_text,
+    normalize_ieee,
+    normalize_mac,
+    number,
+    state_changed,
+    to_canonical,
+    trusted,
+)
 from hub.model import (
     KINDS,
     Availability,
@@ -28,7 +39,7 @@ from hub.model import (
     PointEvent,
     Protocol,
     Scalar,
-    StateChanged,
+    Status,
     Value,
     device_id,
 )
@@ -181,21 +192,27 @@ DEVICE_ABBREVIATIONS: dict[str, str] = {
 ORIGIN_ABBREVIATIONS: dict[str, str] = {"name": "name", "sw": "sw_version", "url": "support_url"}
 
 
+def _expanded(table: dict[str, str], d: Mapping[str, Any]) -> dict[str, Any]:
+    # The keys mapped through the table in C (map + zip), not one `get` per key in Python.
+    return dict(zip(map(table.get, d, d), d.values(), strict=True))
+
+
 def expand(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A discovery payload with abbreviations expanded, then `~` replaced at the start/end of topics."""
-    out = {ABBREVIATIONS.get(k, k): v for k, v in cfg.items()}
+    # Nested blocks are tested with `dict`, not `Mapping`: they come from json.loads, and the
+    # ABC check costs eight times as much on a path that runs for every entity of a home.
+    out = _expanded(ABBREVIATIONS, cfg)
     for key, table in (("device", DEVICE_ABBREVIATIONS), ("origin", ORIGIN_ABBREVIATIONS)):
-        if isinstance(out.get(key), Mapping):
-            out[key] = {table.get(k, k): v for k, v in out[key].items()}
-    if isinstance(out.get("availability"), list):
-        out["availability"] = [
-            {ABBREVIATIONS.get(k, k): v for k, v in a.items()} if isinstance(a, Mapping) else a
-            for a in out["availability"]
-        ]
-    if isinstance(out.get("components"), Mapping):
+        block = out.get(key)
+        if isinstance(block, dict):
+            out[key] = _expanded(table, block)
+    avty = out.get("availability")
+    if isinstance(avty, list):
+        out["availability"] = [_expanded(ABBREVIATIONS, a) if isinstance(a, dict) else a for a in avty]
+    comps = out.get("components")
+    if isinstance(comps, dict):
         out["components"] = {
-            str(k): {ABBREVIATIONS.get(ck, ck): cv for ck, cv in c.items()} if isinstance(c, Mapping) else c
-            for k, c in out["components"].items()
+            str(k): _expanded(ABBREVIATIONS, c) if isinstance(c, dict) else c for k, c in comps.items()
         }
     base = out.get("~")
     if isinstance(base, str):
@@ -216,11 +233,11 @@ def _tilde(cfg: dict[str, Any], base: str) -> dict[str, Any]:
     out = {k: sub(v) if k.endswith("topic") else v for k, v in cfg.items()}
     if isinstance(out.get("availability"), list):
         out["availability"] = [
-            {**a, "topic": sub(a.get("topic"))} if isinstance(a, Mapping) else a for a in out["availability"]
+            {**a, "topic": sub(a.get("topic"))} if isinstance(a, dict) else a for a in out["availability"]
         ]
-    if isinstance(out.get("components"), Mapping):
+    if isinstance(out.get("components"), dict):
         out["components"] = {
-            k: {ck: sub(cv) if ck.endswith("topic") else cv for ck, cv in c.items()} if isinstance(c, Mapping) else c
+            k: {ck: sub(cv) if ck.endswith("topic") else cv for ck, cv in c.items()} if isinstance(c, dict) else c
             for k, c in out["components"].items()
         }
     return out
@@ -425,6 +442,13 @@ class Template:
         return "".join(out).strip()
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_template(source: str) -> Template:
+    # Most entities of a bridge share a handful of template texts; a Template is immutable,
+    # so one parse serves them all (TemplateError is raised again for each, never cached).
+    return Template.parse(source)
+
+
 def _eval(node: Node, var: Mapping[str, Any]) -> Any:
     op = node[0]
     if op == "lit":
@@ -482,6 +506,13 @@ _SENSOR_CLASSES: dict[str, Kind] = {
     "battery": Kind.BATTERY,
     "carbon_dioxide": Kind.CO2,
     "pm25": Kind.PM25,
+    "pm10": Kind.PM10,
+    "pressure": Kind.PRESSURE,
+    "atmospheric_pressure": Kind.PRESSURE,
+    "volatile_organic_compounds_parts": Kind.VOC,
+    "carbon_monoxide": Kind.CO_LEVEL,  # the sensor's ppm; the binary_sensor class is the alarm
+    "water": Kind.WATER,
+    "sound_pressure": Kind.NOISE,
 }
 _COMPONENT_KINDS: dict[str, Kind] = {
     "switch": Kind.SWITCH,
@@ -513,6 +544,8 @@ _STATE_SOURCES: dict[str, tuple[tuple[str, str | None, str], ...]] = {
 }
 _DEFAULT_SOURCES: tuple[tuple[str, str | None, str], ...] = (("state_topic", "value_template", "state"),)
 _COMMAND_TOPICS = ("command_topic", "set_position_topic", "mode_command_topic", "temperature_command_topic")
+_COMMAND_KEYS = frozenset(_COMMAND_TOPICS)
+_BOUND_KEYS = frozenset({"min_temp", "min", "max_temp", "max", "temp_step", "step"})
 _COMPOSITE = frozenset({"light", "cover", "climate"})
 _SOS = re.compile(r"(^|_)(sos|emergency|panic)($|_)")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.:-]+")
@@ -546,6 +579,28 @@ class _Entity:
     mode: str
     invert: bool = False
     composite: dict[str, Scalar] = field(default_factory=dict)
+    # What this entity's config wrote into its device (see _DeviceBlock): a re-announcement
+    # may skip the rebuild only while the device still holds all of it.
+    block: _DeviceBlock | None = None
+
+
+@dataclass(slots=True)
+class _DeviceBlock:
+    """What one config's `device` block (and unique_id) contributes to its device."""
+
+    info: dict[str, str]
+    identifiers: dict[str, str]
+    via: str | None
+    bridge: bool  # the device's bridge flag once this block was applied (points read it)
+
+    def held_by(self, dev: _HaDevice) -> bool:
+        """Whether applying the block again would leave the device exactly as it is."""
+        return (
+            dev.bridge is self.bridge
+            and self.info.items() <= dev.info.items()
+            and self.identifiers.items() <= dev.identifiers.items()
+            and (self.via is None or self.via == dev.via)
+        )
 
 
 @dataclass(slots=True)
@@ -553,13 +608,20 @@ class _HaDevice:
     """A device assembled from its entities' device blocks."""
 
     id: str
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
     identifiers: dict[str, str] = field(default_factory=dict)
     via: str | None = None
     bridge: bool = False
     entities: dict[str, _Entity] = field(default_factory=dict)
     avail_payloads: dict[str, tuple[int, str]] = field(default_factory=dict)
     emitted: AvailabilityState = AvailabilityState.UNKNOWN
+    # Caches of what _device_of builds, so that the entities of one device arriving one by
+    # one cost one point each rather than a rebuild of every point each time. `points` is
+    # extended as entities are appended and dropped (None) when one leaves or moves;
+    # `device` is dropped on any change and rebuilt from `points` when next announced.
+    points: dict[str, Point] | None = None
+    others: int = 0  # points of kind `other` in `points`
+    device: Device | None = None
 
 
 def _template(cfg: Mapping[str, Any], key: str | None, notes: list[str]) -> tuple[bool, Template | None]:
@@ -570,16 +632,17 @@ def _template(cfg: Mapping[str, Any], key: str | None, notes: list[str]) -> tupl
         notes.append(f"{key} is not a string")
         return False, None
     try:
-        return True, Template.parse(src)
+        return True, _parse_template(src)
     except TemplateError:
         notes.append(f"template not supported: {src}")
         return False, None
 
 
 def _availability(cfg: Mapping[str, Any], notes: list[str]) -> list[tuple[str, Template | None, str, str]]:
-    entries: list[Mapping[str, Any]] = []
-    if isinstance(cfg.get("availability"), list):
-        entries = [a for a in cfg["availability"] if isinstance(a, Mapping)]
+    entries: list[Mapping[str, Any]]
+    avty = cfg.get("availability")
+    if isinstance(avty, list):
+        entries = [a for a in avty if isinstance(a, dict)]
     elif isinstance(cfg.get("availability_topic"), str):
         entries = [
             {
@@ -589,6 +652,8 @@ def _availability(cfg: Mapping[str, Any], notes: list[str]) -> list[tuple[str, T
                 "payload_not_available": cfg.get("payload_not_available"),
             }
         ]
+    else:
+        return []
     out = []
     for a in entries:
         topic = a.get("topic")
@@ -634,6 +699,77 @@ def _point_key(cfg: Mapping[str, Any], object_id: str, component: str, kind: Kin
     return _snake(obj if isinstance(obj, str) and obj else object_id)
 
 
+@functools.lru_cache(maxsize=256)
+def _canonical_unit(unit: str) -> str | None:
+    # A home uses a few dozen units; to_canonical runs a conversion to find out the name.
+    return to_canonical(1.0, unit)[1]
+
+
+def _bounds(cfg: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """min, max and step of a number or climate entity (climate's own keys first)."""
+    return _bound(cfg, "min_temp", "min"), _bound(cfg, "max_temp", "max"), _bound(cfg, "temp_step", "step")
+
+
+def _bound(cfg: Mapping[str, Any], key: str, alias: str) -> float | None:
+    # cfg.get(key, cfg.get(alias)) without the second lookup when the first key is there
+    v = cfg[key] if key in cfg else cfg.get(alias)
+    return None if v is None else _num(v)
+
+
+def _options(component: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    opts, modes = cfg.get("options"), cfg.get("modes")
+    if isinstance(opts, list):
+        return tuple(str(o) for o in opts if isinstance(o, str | int | float))
+    if isinstance(modes, list):
+        return tuple(str(o) for o in modes if isinstance(o, str))
+    if component == "device_automation" and isinstance(cfg.get("subtype"), str):
+        return (cfg["subtype"],)
+    return ()
+
+
+_HA_ID = device_id(Protocol.HA, "")  # "ha-": the hub id prefix of every device of this dialect
+_STR_ONLY = frozenset({str})
+_INFO_TYPES = (str, int, float)  # JSON scalars kept as device info; bool is excluded by type()
+_NO_BLOCK: Final[dict[str, Any]] = {}
+
+# The fields a validating call of each model would be given here (its fields_set), for the
+# models _entity and _device_of build with `trusted` from values they produced themselves.
+_POINT_SET: Final = frozenset(Point.model_fields)
+_DEVICE_SET: Final = frozenset(
+    {"id", "name", "protocol", "room", "manufacturer", "model", "firmware", "identifiers", "via", "points"}
+)
+_DISCOVERED_SET: Final = frozenset({"ts", "device"})
+_NO_AVAILABILITY: Final = Availability()
+_REMOVED: Final = "homeassistant discovery config removed"
+
+
+def _point(fields: dict[str, Any]) -> Point:
+    """A Point from the values _entity computed, validated only when the key breaks the bounds."""
+    key: str = fields["key"]
+    # Every other field is typed by construction (kind a Kind, unit/name/source/note str or
+    # None, bounds float or None, options a tuple of str, flags bool); the key is the one
+    # value with a constraint that input can break, and then validation raises as before.
+    if 0 < len(key) <= 200:
+        return trusted(Point, fields, _POINT_SET)
+    return Point(**fields)
+
+
+def _discovered(now: datetime, device: Device) -> DeviceDiscovered:
+    """The DeviceDiscovered event of a device _device_of built (both fields are typed already)."""
+    return trusted(DeviceDiscovered, {"ts": now, "type": "device_discovered", "device": device}, _DISCOVERED_SET)
+
+
+def _merge_point(points: dict[str, Point], p: Point) -> int:
+    """Add one entity's point to a device's points in entity order; return 1 if it is a new `other` point."""
+    have = points.get(p.key)
+    if have is None:
+        points[p.key] = p
+        return 1 if p.kind is Kind.OTHER else 0
+    # device_automation triggers of one type share one point: merge their subtypes
+    points[p.key] = have.model_copy(update={"options": tuple(dict.fromkeys(have.options + p.options))})
+    return 0
+
+
 # ---------------------------------------------------------------------------------- adapter
 
 
@@ -648,6 +784,9 @@ class HomeAssistantAdapter:
         self._devices: dict[str, _HaDevice] = {}
         self._entities: dict[str, _Entity] = {}  # by discovery id
         self._by_config: dict[str, list[str]] = {}  # config topic -> discovery ids
+        # config topic -> (payload, the entities built from it): HA republishes every retained
+        # config unchanged each time it (or the broker) restarts.
+        self._configs: dict[str, tuple[bytes, tuple[_Entity, ...]]] = {}
         self._state_index: dict[str, list[_Entity]] = {}
         self._avail_index: dict[str, set[str]] = {}  # topic -> device ids
         self._seq = 0
@@ -663,7 +802,7 @@ class HomeAssistantAdapter:
     def device(self, device_id_: str) -> Device | None:
         """The device as last discovered, by hub id."""
         d = self._devices.get(device_id_)
-        return self._build(d) if d else None
+        return self._device_of(d) if d else None
 
     # -- feed -------------------------------------------------------------------------------
 
@@ -686,35 +825,70 @@ class HomeAssistantAdapter:
         if entities or devs:
             return events
         if msg.topic.startswith(self.prefix + "/") and msg.topic.endswith("/config"):
-            return self._on_config(msg, now)
+            again = self._reannounced(msg, now)
+            return again if again is not None else self._on_config(msg, now)
         self.counters["unknown_topic"] += 1
         return []
 
     # -- discovery --------------------------------------------------------------------------
 
+    def _reannounced(self, msg: Message, now: datetime) -> list[Event] | None:
+        """The events of a config identical to the one its entities were built from, or None.
+
+        Parsing it again would rebuild the same entities: the device blocks are checked to be
+        still held by their devices (another config of the device may have changed its name
+        or made it a bridge since), and what the rebuild would do besides is replayed — the
+        entities move to the end of their device's order, their composite state restarts —
+        so that the events are the ones a full parse gives.
+        """
+        seen = self._configs.get(msg.topic)
+        if seen is None or seen[0] != msg.payload:
+            return None
+        built = seen[1]
+        for e in built:
+            dev = self._devices.get(e.dev)
+            if dev is None or self._entities.get(e.did) is not e or e.block is None or not e.block.held_by(dev):
+                return None
+        if len(built) == 1 and self._is_last(built[0]):
+            built[0].composite.clear()
+            return self._announce({built[0].dev}, now, _REMOVED)
+        for e in built:
+            e.composite.clear()
+            self._register(e)
+        return self._announce({e.dev for e in built}, now, _REMOVED)
+
+    def _is_last(self, e: _Entity) -> bool:
+        """Whether registering e again would change no order: it is already last everywhere."""
+        if next(reversed(self._devices[e.dev].entities)) != e.did:
+            return False
+        return all(self._state_index[topic][-1] is e for topic, _, _ in e.sources)
+
     def _on_config(self, msg: Message, now: datetime) -> list[Event]:
-        parts = msg.topic[len(self.prefix) + 1 : -len("/config")].split("/")
-        if len(parts) not in (2, 3) or not all(parts) or any(c in p for p in parts for c in "+#"):
+        inner = msg.topic[len(self.prefix) + 1 : -len("/config")]
+        parts = inner.split("/")
+        if len(parts) not in (2, 3) or not all(parts) or "+" in inner or "#" in inner:
             raise Rejected("bad_topic", msg.topic)
         component, object_id = parts[0], parts[-1]
         node = parts[1] if len(parts) == 3 else None
-        touched = {self._entities[d].dev for d in self._by_config.get(msg.topic, ()) if d in self._entities}
+        self._configs.pop(msg.topic, None)
+        previous = self._by_config.get(msg.topic)
+        touched = {self._entities[d].dev for d in previous if d in self._entities} if previous else set()
         if not msg.payload:
             for did in self._by_config.pop(msg.topic, []):
                 self._drop(did)
-            return self._announce(touched, now, "homeassistant discovery config removed")
+            return self._announce(touched, now, _REMOVED)
         cfg = expand(decode_object(msg.payload))
         if cfg.get("migrate_discovery") is True:
             self.counters["migrate_discovery"] += 1
             return []
         if component == "device":
             comps = cfg.get("components")
-            if not isinstance(comps, Mapping) or not isinstance(cfg.get("device"), Mapping):
+            if not isinstance(comps, dict) or not isinstance(cfg.get("device"), dict):
                 raise Rejected("bad_config", "device-based discovery needs `device` and `components`")
             shared = {k: v for k, v in cfg.items() if k not in ("components", "~")}
             built = []
             for cid, comp in comps.items():
-                if not isinstance(comp, Mapping) or not isinstance(comp.get("platform"), str):
+                if not isinstance(comp, dict) or not isinstance(comp.get("platform"), str):
                     raise Rejected("bad_config", f"component {cid!r} without a platform")
                 did = f"{msg.topic} {cid}"
                 if set(comp) <= {"platform"}:
@@ -726,19 +900,18 @@ class HomeAssistantAdapter:
         else:
             did = f"{component} {node} {object_id}" if node else f"{component} {object_id}"
             built = [self._entity(did, msg.topic, component, cfg, object_id)]
-        old = set(self._by_config.get(msg.topic, ()))
         new = {e.did for e in built}
-        for did in old - new:
-            if did in self._entities:
-                self._drop(did)
-        self._by_config[msg.topic] = [d for d in old if d in self._entities and d not in new] + sorted(new)
+        for did in set(previous or ()) - new:
+            self._drop(did)
+        self._by_config[msg.topic] = sorted(new)
         for e in built:
             self._register(e)
             touched.add(e.dev)
-        return self._announce(touched, now, "homeassistant discovery config removed")
+        self._configs[msg.topic] = (msg.payload, tuple(built))
+        return self._announce(touched, now, _REMOVED)
 
     def _entity(self, did: str, topic: str, component: str, cfg: dict[str, Any], object_id: str) -> _Entity:
-        dev = self._device_for(cfg, did)
+        dev, block = self._device_for(cfg, did)
         notes: list[str] = []
         kind, invert, why = _kind(component, cfg)
         if why:
@@ -758,14 +931,21 @@ class HomeAssistantAdapter:
         if component == "light" and cfg.get("schema") == "template":
             kind, sources = Kind.OTHER, []
             notes.append("light template schema not supported")
-        unit = cfg.get("unit_of_measurement") if isinstance(cfg.get("unit_of_measurement"), str) else None
-        canon = to_canonical(1.0, unit)[1] if unit else None
+        unit = cfg.get("unit_of_measurement")
+        unit = unit if isinstance(unit, str) else None
+        canon = _canonical_unit(unit) if unit else None
         wanted_unit = KINDS[kind].unit
         if component == "sensor" and wanted_unit and canon not in (None, wanted_unit):
             kind = Kind.OTHER
             notes.append(f"unit {unit!r} is not convertible to {wanted_unit}")
         key = self._unique_key(dev, did, _point_key(cfg, object_id, component, kind), component)
-        writable = any(isinstance(cfg.get(k), str) and cfg.get(k) for k in _COMMAND_TOPICS)
+        writable = False
+        if not _COMMAND_KEYS.isdisjoint(cfg):  # most entities are sensors: no command topic at all
+            for k in _COMMAND_TOPICS:
+                command = cfg.get(k)
+                if isinstance(command, str) and command:
+                    writable = True
+                    break
         # name null = the device's main feature (the device name shows); omitted = device_class
         name = cfg.get("name") if "name" in cfg else cfg.get("device_class")
         diagnostic = (
@@ -773,27 +953,29 @@ class HomeAssistantAdapter:
             or cfg.get("enabled_by_default") is False
             or dev.bridge
         )
-        options: tuple[str, ...] = ()
-        if isinstance(cfg.get("options"), list):
-            options = tuple(str(o) for o in cfg["options"] if isinstance(o, str | int | float))
-        elif isinstance(cfg.get("modes"), list):
-            options = tuple(str(o) for o in cfg["modes"] if isinstance(o, str))
-        elif component == "device_automation" and isinstance(cfg.get("subtype"), str):
-            options = (cfg["subtype"],)
-        src = next((tpl.source for _, tpl, _ in sources if tpl), None) or next((t for t, _, _ in sources), None)
-        point = Point(
-            key=key,
-            kind=kind,
-            unit=KINDS[kind].unit if kind is not Kind.OTHER else canon,
-            writable=writable,
-            min=_num(cfg.get("min_temp", cfg.get("min"))),
-            max=_num(cfg.get("max_temp", cfg.get("max"))),
-            step=_num(cfg.get("temp_step", cfg.get("step"))),
-            options=options,
-            name=name if isinstance(name, str) and name else None,
-            source=src,
-            note="; ".join(notes) or None,
-            diagnostic=diagnostic,
+        src = None
+        for _, tpl, _ in sources:
+            if tpl:
+                src = tpl.source
+                break
+        if not src and sources:
+            src = sources[0][0]
+        lo, hi, step = _bounds(cfg) if not _BOUND_KEYS.isdisjoint(cfg) else (None, None, None)
+        point = _point(
+            {
+                "key": key,
+                "kind": kind,
+                "unit": KINDS[kind].unit if kind is not Kind.OTHER else canon,
+                "writable": writable,
+                "min": lo,
+                "max": hi,
+                "step": step,
+                "options": _options(component, cfg),
+                "name": name if isinstance(name, str) and name else None,
+                "source": src,
+                "note": "; ".join(notes) or None,
+                "diagnostic": diagnostic,
+            }
         )
         return _Entity(
             did=did,
@@ -806,13 +988,17 @@ class HomeAssistantAdapter:
             avail=_availability(cfg, notes),
             mode=str(cfg.get("availability_mode") or "latest"),
             invert=invert,
+            block=block,
         )
 
-    def _device_for(self, cfg: Mapping[str, Any], did: str) -> _HaDevice:
+    def _device_for(self, cfg: Mapping[str, Any], did: str) -> tuple[_HaDevice, _DeviceBlock]:
         raw = cfg.get("device")
-        block: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        block: Mapping[str, Any] = raw if isinstance(raw, dict) else _NO_BLOCK
         ids = block.get("identifiers")
-        idlist = [str(i) for i in (ids if isinstance(ids, list) else [ids]) if isinstance(i, str | int) and str(i)]
+        if isinstance(ids, list) and _STR_ONLY.issuperset(map(type, ids)):
+            idlist = list(filter(None, ids))  # the usual list of strings, without a Python-level loop
+        else:
+            idlist = [str(i) for i in (ids if isinstance(ids, list) else [ids]) if isinstance(i, str | int) and str(i)]
         uid = cfg.get("unique_id")
         if idlist:
             native = idlist[0]
@@ -820,33 +1006,44 @@ class HomeAssistantAdapter:
             native = str(uid)
         else:
             native = did.replace(" ", "_")
-        hid = device_id(Protocol.HA, (_SAFE_ID.sub("_", native) or "device")[:250])
-        dev = self._devices.get(hid) or _HaDevice(hid)
-        for k, v in block.items():
-            if k not in ("identifiers", "connections") and isinstance(v, str | int | float) and not isinstance(v, bool):
-                dev.info[k] = str(v)
+        hid = _HA_ID + (_SAFE_ID.sub("_", native) or "device")[:250]
+        dev = self._devices.get(hid)
+        if dev is None:
+            dev = self._devices[hid] = _HaDevice(hid)
+        info = dict(block)
+        info.pop("identifiers", None)
+        info.pop("connections", None)
+        if not _STR_ONLY.issuperset(map(type, info.values())):  # the usual block holds only strings
+            # type() rather than isinstance: JSON gives exactly these types, and bool (an int) is not info
+            info = {k: str(v) for k, v in info.items() if type(v) in _INFO_TYPES}
+        identifiers: dict[str, str] = {}
         if idlist:
-            dev.identifiers["ha"] = idlist[0]
+            identifiers["ha"] = idlist[0]
             for i in idlist:
                 ieee = normalize_ieee(i.removeprefix("zigbee2mqtt_")) if i.startswith("zigbee2mqtt_0x") else None
                 if ieee:
-                    dev.identifiers["ieee"] = ieee
+                    identifiers["ieee"] = ieee
                 dev.bridge = dev.bridge or i.startswith("zigbee2mqtt_bridge_")
         elif isinstance(uid, str | int):
-            dev.identifiers["unique_id"] = str(uid)
+            identifiers["unique_id"] = str(uid)
         conns = block.get("connections")
         for c in conns if isinstance(conns, list) else []:
             if isinstance(c, list) and len(c) == 2 and c[0] == "mac" and isinstance(c[1], str):
                 mac = normalize_mac(c[1])
                 if mac:
-                    dev.identifiers["mac"] = mac
-        via = block.get("via_device")
-        if isinstance(via, str) and via:
-            dev.via = device_id(Protocol.HA, _SAFE_ID.sub("_", via)[:250])
-        self._devices[hid] = dev
-        return dev
+                    identifiers["mac"] = mac
+        via_device = block.get("via_device")
+        via = _HA_ID + _SAFE_ID.sub("_", via_device)[:250] if isinstance(via_device, str) and via_device else None
+        dev.info.update(info)
+        dev.identifiers.update(identifiers)
+        if via is not None:
+            dev.via = via
+        dev.device = None
+        return dev, _DeviceBlock(info, identifiers, via, dev.bridge)
 
     def _unique_key(self, dev: _HaDevice, did: str, base: str, component: str) -> str:
+        if not dev.entities:
+            return base
         current = dev.entities.get(did)
         if current is not None and current.point.key.startswith(base):
             return current.point.key
@@ -867,6 +1064,9 @@ class HomeAssistantAdapter:
         self._entities[e.did] = e
         dev = self._devices[e.dev]
         dev.entities[e.did] = e
+        dev.device = None
+        if dev.points is not None:  # e is the last entity: its point goes last, as a rebuild would put it
+            dev.others += _merge_point(dev.points, e.point)
         for topic, _, _ in e.sources:
             self._state_index.setdefault(topic, []).append(e)
         for topic, _, _, _ in e.avail:
@@ -879,6 +1079,7 @@ class HomeAssistantAdapter:
         dev = self._devices.get(e.dev)
         if dev is not None:
             dev.entities.pop(did, None)
+            dev.points, dev.device = None, None
         for topic, _, _ in e.sources:
             left = [x for x in self._state_index.get(topic, []) if x is not e]
             if left:
@@ -891,31 +1092,41 @@ class HomeAssistantAdapter:
                 if not self._avail_index.get(topic):
                     self._avail_index.pop(topic, None)
 
-    def _build(self, dev: _HaDevice) -> Device:
-        points: dict[str, Point] = {}
-        for e in dev.entities.values():
-            if e.point.key in points:  # device_automation triggers of one type: merge subtypes
-                p = points[e.point.key]
-                points[e.point.key] = p.model_copy(
-                    update={"options": tuple(dict.fromkeys(p.options + e.point.options))}
-                )
-            else:
-                points[e.point.key] = e.point
+    def _device_of(self, dev: _HaDevice) -> Device:
+        """The device as the hub model describes it, built once per change of its entities or blocks."""
+        if dev.device is not None:
+            return dev.device
+        if dev.points is None:
+            dev.points, dev.others = {}, 0
+            for e in dev.entities.values():
+                dev.others += _merge_point(dev.points, e.point)
         first = next(iter(dev.entities.values()), None)
         fallback = first.cfg.get("name") if first else None
         info = dev.info
-        return Device(
-            id=dev.id,
-            name=info.get("name") or (fallback if isinstance(fallback, str) and fallback else dev.id),
-            protocol=Protocol.HA,
-            room=info.get("suggested_area") or None,
-            manufacturer=info.get("manufacturer"),
-            model=info.get("model") or info.get("model_id"),
-            firmware=info.get("sw_version"),
-            identifiers=dict(dev.identifiers),
-            via=dev.via,
-            points=tuple(points.values()),
+        # Every field below is a str or None by construction (info holds str() of JSON
+        # scalars, ids are cut to 253 characters), so the model is built without validation.
+        dev.device = trusted(
+            Device,
+            {
+                "id": dev.id,
+                "name": info.get("name") or (fallback if isinstance(fallback, str) and fallback else dev.id),
+                "protocol": Protocol.HA,
+                "room": info.get("suggested_area") or None,
+                "role": None,
+                "manufacturer": info.get("manufacturer"),
+                "model": info.get("model") or info.get("model_id"),
+                "firmware": info.get("sw_version"),
+                "identifiers": dict(dev.identifiers),
+                "via": dev.via,
+                "seen_via": (),
+                "address": None,
+                "status": Status.PENDING,
+                "availability": _NO_AVAILABILITY,
+                "points": tuple(dev.points.values()),
+            },
+            _DEVICE_SET,
         )
+        return dev.device
 
     def _announce(self, touched: set[str], now: datetime, reason: str) -> list[Event]:
         events: list[Event] = []
@@ -924,9 +1135,9 @@ class HomeAssistantAdapter:
             if dev is None:
                 continue
             if dev.entities:
-                device = self._build(dev)
-                self.counters["other_points"] += sum(1 for p in device.points if p.kind is Kind.OTHER)
-                events.append(DeviceDiscovered(ts=now, device=device))
+                device = self._device_of(dev)
+                self.counters["other_points"] += dev.others
+                events.append(_discovered(now, device))
             else:
                 del self._devices[did]
                 events.append(DeviceRemoved(ts=now, device_id=did, reason=reason))
@@ -971,7 +1182,7 @@ class HomeAssistantAdapter:
                     v = dict(e.composite)
                 per_device.setdefault(e.dev, {})[e.point.key] = v
         for did, values in per_device.items():
-            events.insert(0, StateChanged.model_construct(ts=now, device_id=did, values=values))
+            events.insert(0, state_changed(now, did, values))
         if not per_device and not events and variables.get("value_json") is _UNDEFINED:
             raise Rejected("invalid_json", f"state on {msg.topic} is not valid JSON")
         return events
@@ -1093,11 +1304,15 @@ def _d_switch(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
 def _d_sensor(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
     if e.point.kind is Kind.OTHER:
         return s
-    n = _num(s)
-    if n is None:
+    try:
+        n = float(s)  # what number() does for text, without its type dispatch: this runs per message
+    except ValueError:
+        return _SKIP
+    if n - n != 0.0:  # NaN and infinities are not readings
         return _SKIP
     unit = e.cfg.get("unit_of_measurement")
-    return to_canonical(n, unit if isinstance(unit, str) else None)[0]
+    convert = converter(unit) if isinstance(unit, str) else None
+    return n if convert is None else convert(n)
 
 
 def _d_lock(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:

@@ -70,6 +70,11 @@ _NUMERIC_WORDS: dict[str, Kind] = {
     "battery": Kind.BATTERY,
     "illuminance": Kind.ILLUMINANCE,
     "co2": Kind.CO2,
+    "pressure": Kind.PRESSURE,
+    "voc": Kind.VOC,
+    "pm10": Kind.PM10,
+    "formaldehyde": Kind.FORMALDEHYDE,
+    "noise": Kind.NOISE,
     "power": Kind.POWER,
     "energy": Kind.ENERGY,
     "voltage": Kind.VOLTAGE,
@@ -89,6 +94,7 @@ _NUMERIC_UNITS: dict[str, Kind] = {
     "mA": Kind.CURRENT,
     "lx": Kind.ILLUMINANCE,
     "ppm": Kind.CO2,
+    "hPa": Kind.PRESSURE,
 }
 _EVENT_WORDS: dict[str, Kind] = {
     "doorbell": Kind.DOORBELL,

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
 from hub.adapters.base import Rejected
-from hub.adapters.common import decode_json, decode_object, decode_text, normalize_ieee, number, to_canonical
+from hub.adapters.common import (
+    converter,
+    decode_json,
+    decode_object,
+    decode_text,
+    normalize_ieee,
+    number,
+    state_changed,
+    to_canonical,
+)
 from hub.model import (
     KINDS,
     Availability,
@@ -28,7 +37,6 @@ from hub.model import (
     PointEvent,
     Protocol,
     Scalar,
-    StateChanged,
     Value,
     device_id,
 )
@@ -37,6 +45,7 @@ from hub.wire import Message
 log = logging.getLogger(__name__)
 
 _SKIP: Final = object()  # a converter's "this raw value means nothing": no value is emitted
+_BIG: Final = 10**300  # JSON integers beyond this are not numbers a device means
 
 # Free-text units seen in the zigbee-herdsman-converters corpus, mapped onto the spellings
 # common.to_canonical knows; the corpus has `℃`, `ºC`, `  C`, `lux`, `Lx`, `watt` ...
@@ -52,6 +61,8 @@ _UNIT_ALIASES: dict[str, str] = {
     "watt": "W",
     "Volt": "V",
     "volt": "V",
+    "breaths/min": "rpm",
+    "mWt": "mW",
 }
 
 # Generic exposes classified by their `name` (never `property`: that carries the endpoint suffix).
@@ -71,6 +82,7 @@ _BY_NAME: dict[str, Kind] = {
     "vibration": Kind.VIBRATION,
     "fall": Kind.FALL,
     "battery_low": Kind.BATTERY_LOW,
+    "battery_status": Kind.BATTERY_LOW,
     "sos": Kind.SOS,
     "temperature": Kind.TEMPERATURE,
     "local_temperature": Kind.TEMPERATURE,
@@ -85,6 +97,20 @@ _BY_NAME: dict[str, Kind] = {
     "co2": Kind.CO2,
     "eco2": Kind.CO2,
     "pm25": Kind.PM25,
+    "pm10": Kind.PM10,
+    "voc": Kind.VOC,
+    "tvoc": Kind.VOC,
+    "total_volatile_organic_compounds": Kind.VOC,
+    "co": Kind.CO_LEVEL,
+    "formaldehyde": Kind.FORMALDEHYDE,
+    "formaldehyd": Kind.FORMALDEHYDE,
+    "hcho": Kind.FORMALDEHYDE,
+    "noise": Kind.NOISE,
+    "noise_level": Kind.NOISE,
+    "uv_index": Kind.UV_INDEX,
+    "uv_level": Kind.UV_INDEX,  # zhc's 0-11 "UV level" is the UV index
+    "voc_index": Kind.VOC_INDEX,
+    "pressure": Kind.PRESSURE,
     "heart_rate": Kind.HEART_RATE,
     "breathing_rate": Kind.BREATH_RATE,
     "breath_rate": Kind.BREATH_RATE,
@@ -96,6 +122,8 @@ _BY_NAME: dict[str, Kind] = {
 # (`area1Occupancy`, `carbon_monoxide_alarm_1`, `smoke_alarm`); checked in order.
 _BINARY_WORDS: tuple[tuple[str, Kind], ...] = (
     ("carbon_monoxide", Kind.CARBON_MONOXIDE),
+    ("gas_alarm", Kind.GAS),
+    ("battery_low", Kind.BATTERY_LOW),
     ("occupancy", Kind.OCCUPANCY),
     ("presence", Kind.PRESENCE),
     ("motion", Kind.MOTION),
@@ -115,13 +143,105 @@ _BY_UNIT: dict[str, Kind] = {
     "V": Kind.VOLTAGE,
     "A": Kind.CURRENT,
     "lx": Kind.ILLUMINANCE,
+    "hPa": Kind.PRESSURE,
+    "L/min": Kind.WATER_FLOW,
 }
 
-# Enums that carry a binary alarm: the values that mean "yes".
+# A volume in litres is water used (meters, valves), unless the name says gas: gas meters also count in m³.
+_NOT_WATER = re.compile(r"gas|fuel|oil")
+
+# Enums that carry a binary state: the values that mean "yes". A row applies only when the
+# expose offers one of those values, so that a generic name (`state`) stays safe.
 _ENUM_ALARMS: dict[str, tuple[Kind, frozenset[str]]] = {
     "fall_status": (Kind.FALL, frozenset({"fall_warning", "fall_alarm"})),
     "fall_down_status": (Kind.FALL, frozenset({"maybe_fall", "fall"})),
+    "gas_sensor_state": (Kind.GAS, frozenset({"alarm"})),
+    "co_state": (Kind.CARBON_MONOXIDE, frozenset({"alarm"})),
+    "door_state": (Kind.CONTACT, frozenset({"open", "error_forced_open"})),
+    "human_motion_state": (Kind.PRESENCE, frozenset({"active", "static", "small", "large"})),
+    "movement": (Kind.MOTION, frozenset({"movement"})),
+    "motion_state": (Kind.MOTION, frozenset({"small", "medium", "large", "far", "near"})),
+    "state": (Kind.PRESENCE, frozenset({"presence", "move"})),
+    "status": (Kind.FALL, frozenset({"falling"})),  # a fall sensor's posture status
+    "pressure_state": (Kind.OCCUPANCY, frozenset({"sit", "sedentary"})),  # a bed/chair strap: someone is on it
+    "current_device_status": (Kind.WATER_LEAK, frozenset({"water_leakage", "water_shortage & water_leakage"})),
 }
+
+# Read-only exposes the vocabulary has no kind for, which a resident-facing hub treats as
+# diagnostic the way Home Assistant's entity_category does: shown to installers, left out of
+# coverage. First match wins; the reason becomes the point's note. README (adapters) has the
+# table with the reasoning per group.
+_THRESHOLD_REASON = "device-side threshold alarm on a reading the hub also receives"
+# An alarm enum whose every value names a threshold (`over_temperature`, `alarm_co2`) is one too.
+_THRESHOLD_VALUE = re.compile(r"^(over|below|above|high|low|alarm)_[a-z0-9_]+$")
+_IDLE_WORDS = frozenset({"off", "normal", "ok", "none", "idle"})
+_DIAGNOSTIC_UNITS: dict[str, str] = {
+    **{
+        unit: "electrical quality (power factor, AC frequency, reactive/apparent power)"
+        for unit in ("VA", "kVA", "VAR", "VAr", "var", "kvar", "VArh", "kVArh", "varh", "kvarh", "Hz")
+    },
+    **{unit: "raw level behind the device's own alarm point" for unit in ("%LEL", "LEL", "LEL %")},
+    **{unit: "particle detail beyond PM2.5 and PM10 (the sizes with WHO guideline values)" for unit in ("#/cm³", "µm")},
+}
+_DIAGNOSTIC_NAMES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^action_"), "detail of the action event (user, zone, code, angle ...)"),
+    (
+        re.compile(r"power_factor|frequency|reactive|apparent"),
+        "electrical quality (power factor, AC frequency, reactive/apparent power)",
+    ),
+    (re.compile(r"^[A-Z0-9+-]+$|^pulse_|^elec_statistics"), "utility meter register (Linky TIC label, pulses)"),
+    (re.compile(r"^pm(1|4)$|^pm_"), "particle detail beyond PM2.5 and PM10 (the sizes with WHO guideline values)"),
+    (
+        re.compile(
+            r"distance|target|gate|location_|angle|_axis$|^side$|motion_speed|motion_direction|orientation|^dis_"
+            r"|sensitivity|strength"
+        ),
+        "radar or accelerometer geometry, used to tune the sensor",
+    ),
+    (
+        re.compile(r"(smoke|gas|occupancy)_(density|level|value)|smoke_density_dbm|^gas_density$|^current_pressure$"),
+        "raw level behind the device's own alarm point",
+    ),
+    (
+        re.compile(r"irrigation|watering|rain_delay|feeding|portions|weight_per_day"),
+        "run record of an irrigation valve or pet feeder (durations, start and end times, portions)",
+    ),
+    (re.compile(r"buzzer|linkage"), "the detector's own sounder and linkage (its alarm point carries the alarm)"),
+    (
+        re.compile(
+            r"fault|error|overheat|self_test|^test$|checking_result|contamination|endoflife|life_?time|uptime"
+            r"|reboot|rejoin|reported_packages|rssi|version|firmware|clock|local_time|wifi|server_|^rf_|link_"
+            r"|bind|group_id|pairing|calibration|scan_result|collect_status|camera_ready|learning"
+            r"|meter_(number|id)|metering_device_type|formatting|multiplier|divisor|unit_of_measure|check_meter"
+            r"|rtc_|power_?(source|type)|^power$|ac_connected|sensor_(status|error)|wire_break|connection_control"
+            r"|charg|battery_state|_count$|^cycle_|correction|filter|_data$"
+        ),
+        "device health and housekeeping (faults, self-test, counters, firmware, power source)",
+    ),
+    (
+        re.compile(
+            r"schedule|records|program|plan|history|options|setting|ir_code|ir_timings|received|pin|code|user|^last_"
+            r"|relock|protection|permission|child_lock|interconnect|alarm_switch|mute|_unit$|regions"
+        ),
+        "schedule, record or stored setting",
+    ),
+    (
+        re.compile(
+            r"^(probe_)?(temperature|humidity|illuminance|tds|ec|uv|pressure|(soil_)?fertility|moisture|water|power)"
+            r"_(warning|warn|alarm|alarm_active)$"
+        ),
+        _THRESHOLD_REASON,
+    ),
+    (
+        re.compile(
+            r"running|motor|moving|valve|position|percent_state|preheat|window_(open|detect|state)|open_window"
+            r"|boost|countdown|time_left|load_estimate|heating_demand|adaptation|frost|comp_state|mode$|hooks|fan_(speed|rpm)"
+            r"|^device_state$|external_trigger|alarm_alarm|^lock_status$"
+        ),
+        "internal state of a thermostat, valve or motor (the actuator point carries what it does)",
+    ),
+)
+
 
 # Kinds a caregiver needs even when zhc tags them `diagnostic` (it tags battery and action so).
 _ALWAYS_SHOWN = frozenset({Kind.BATTERY, Kind.BATTERY_LOW, Kind.BUTTON, Kind.SOS, Kind.DOORBELL, Kind.FALL})
@@ -214,11 +334,25 @@ def _binary_conv(on: Any, off: Any) -> Callable[[Any], Any]:
 
 
 def _numeric_conv(unit: str | None) -> Callable[[Any], Any]:
+    convert = converter(unit)  # chosen once per expose, not per message
+    floor = 1.0 if unit == "mired" else float("-inf")
+
     def conv(raw: Any) -> Any:
-        v = _number(raw)
-        if v is None or (unit == "mired" and v < 1):
+        cls = raw.__class__
+        if cls is float:
+            v = raw  # a JSON float; `v - v` is 0.0 only when it is finite (json.loads allows NaN)
+            if v - v != 0.0:
+                return _SKIP
+        elif cls is int and -_BIG < raw < _BIG:
+            v = float(raw)
+        else:
+            n = _number(raw)  # numbers sent as strings, and everything that is not a number
+            if n is None:
+                return _SKIP
+            v = n
+        if v < floor:
             return _SKIP
-        return to_canonical(v, unit)[0]
+        return v if convert is None else convert(v)
 
     return conv
 
@@ -270,9 +404,30 @@ def _classify(e: Mapping[str, Any], unit: str | None) -> tuple[Kind, str | None]
                 return k, None
     if etype == "numeric" and not writable and unit in _BY_UNIT:
         return _BY_UNIT[unit], None
-    if etype == "enum" and name in _ENUM_ALARMS:
-        return _ENUM_ALARMS[name][0], None
+    if etype == "numeric" and not writable and unit == "L" and not _NOT_WATER.search(name):
+        return Kind.WATER, None
+    alarm = _enum_alarm(e) if etype == "enum" else None
+    if alarm is not None:
+        return alarm[0], None
     return Kind.OTHER, f"no kind for {etype} expose {name!r}"
+
+
+def _enum_alarm(e: Mapping[str, Any]) -> tuple[Kind, frozenset[str]] | None:
+    """The kind and "yes" values of an enum that carries a binary state, if it is one."""
+    row = _ENUM_ALARMS.get(str(e.get("name") or ""))
+    offered = {v for v in _list(e.get("values")) if isinstance(v, str)}
+    return row if row is not None and row[1] & offered else None
+
+
+def _diagnostic_reason(e: Mapping[str, Any], name: str, unit: str | None) -> str | None:
+    """Why a read-only expose without a kind is diagnostic, or None when it is a real gap."""
+    if unit in _DIAGNOSTIC_UNITS:
+        return _DIAGNOSTIC_UNITS[unit]
+    alarms = {v for v in _list(e.get("values")) if isinstance(v, str)} - _IDLE_WORDS
+    if "alarm" in name and alarms and all(_THRESHOLD_VALUE.match(v) for v in alarms):
+        return _THRESHOLD_REASON
+    snake = _snake(name)  # camelCase names (`deviceBindNumber`) match the snake_case patterns too
+    return next((why for pattern, why in _DIAGNOSTIC_NAMES if pattern.search(name) or pattern.search(snake)), None)
 
 
 def _type_fits(kind: Kind, etype: Any) -> bool:
@@ -319,6 +474,8 @@ def _generic(e: Mapping[str, Any], t: _Table, setting: bool = False) -> None:
         # A settable property that is not an actuator is a device setting (child_lock,
         # calibration, effect...): installers see it, residents and coverage do not.
         diagnostic = True
+    elif kind is Kind.OTHER and not diagnostic and (reason := _diagnostic_reason(e, name, canon_unit)) is not None:
+        diagnostic, note = True, f"diagnostic: {reason}"
     if setting:
         diagnostic = True
     if kind in _ALWAYS_SHOWN:
@@ -353,8 +510,8 @@ def _generic(e: Mapping[str, Any], t: _Table, setting: bool = False) -> None:
         conv = _binary_conv(e.get("value_on", True), e.get("value_off", False))
     elif etype == "numeric":
         conv = _numeric_conv(vendor_unit)
-    elif etype == "enum" and name in _ENUM_ALARMS:
-        conv = _enum_alarm_conv(_ENUM_ALARMS[name][1])
+    elif etype == "enum" and (alarm := _enum_alarm(e)) is not None:
+        conv = _enum_alarm_conv(alarm[1])
     else:
         conv = _raw_conv
     t.feed(prop, _Field(key, conv, event=KINDS[kind].category is Category.EVENT))
@@ -689,7 +846,7 @@ class Zigbee2MqttAdapter:
         for key in touched:
             values[key] = dict(dev.composite[key])
         if values:
-            events.insert(0, StateChanged.model_construct(ts=now, device_id=dev.device.id, values=values))
+            events.insert(0, state_changed(now, dev.device.id, values))
         elif not events and "last_seen" in data and data.keys() <= _NOT_VALUES:
             dev.emitted = self._effective(dev)
             seen = _parse_last_seen(data["last_seen"], now)
