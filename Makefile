@@ -25,5 +25,10 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy hub
 	$(BIN)/lint-imports
 
+# Every benchmark in bench/ (each prints a table and its figures beside their baselines).
+bench: $(BIN)/.installed
+	@set -e; for b in bench/*.py; do case $$b in */__init__.py|*/common.py) continue;; esac; \
+	  echo "== $$b"; $(BIN)/python $$b; done
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,26 @@ class HubStatus(Frozen):
     broker: str | None = None
 
 
+class HubHealth(Frozen):
+    """`health`: the hub's own health, retained and refreshed at every health check (`hub status` reads it)."""
+
+    ts: datetime
+    broker_connected: bool
+    broker_since: datetime | None = None  # since when connected, or disconnected
+    broker_error: str | None = None  # the link's last fault, e.g. a login refused after a password change
+    broker_attempts: int = 0
+    disk_free_bytes: int | None = None
+    disk_total_bytes: int | None = None
+    db_bytes: int | None = None
+    history_paused: str | None = None  # why state history is not being recorded (alerts always are)
+    history_dropped: int = 0
+    last_backup_at: datetime | None = None
+    last_backup_ok: bool | None = None
+    last_backup_error: str | None = None
+    last_backup_file: str | None = None
+    problems: tuple[str, ...] = ()  # open health problems: disk_low, broker_down, backup_failed
+
+
 class DeviceState(Frozen):
     """`devices/<id>/state`: the merged last known values of a device."""
 
@@ -120,6 +140,7 @@ class AlertView(Frozen):
     acknowledged_at: datetime | None = None
     ack_channel: str | None = None
     note: str | None = None
+    ack_seconds: float | None = None  # time to acknowledge, from raised_at
     device_ids: tuple[str, ...] = ()
     # Plain-language texts by language: what happened (with room and time) and what to do.
     message: dict[Language, str]
@@ -197,6 +218,11 @@ class Topics:
     def rule(self, rule_id: str) -> str:
         """Retained rule status."""
         return f"{self.root}/rules/{rule_id}"
+
+    @property
+    def health(self) -> str:
+        """Retained health of the hub itself (broker link, disk, backups)."""
+        return f"{self.root}/health"
 
     def requests(self) -> list[str]:
         """The filters the hub subscribes to for requests addressed to it."""

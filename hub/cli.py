@@ -9,11 +9,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub import __version__
+from hub import __version__, boxcli
 
 if TYPE_CHECKING:  # imported lazily below so that `hub check` starts fast
     from hub.config import Config
@@ -38,13 +38,20 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _load(path: Path) -> Config:
     """Load devices.yaml, or print every problem and exit 2."""
     from hub.config import ConfigError, format_problems, load_config
+    from hub.config_upgrade import load_upgrading
+    from hub.rules.spec import config_problems
 
     try:
-        return load_config(path)
+        config, notes = load_upgrading(path)  # an older file is upgraded, its original kept
+        if config_problems(config):
+            load_config(path, checks=[config_problems])  # the rules' mistakes, located in the file
     except ConfigError as err:
         print(format_problems(err), file=sys.stderr)
         print(f"{len(err.problems)} problem(s) in {path}; nothing was started.", file=sys.stderr)
         raise SystemExit(2) from None
+    for note in notes:
+        print(note, file=sys.stderr)
+    return config
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -55,6 +62,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK")
     print(summary(config))
     return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """`hub discover`: what advertises itself over mDNS now, or why nothing does (exit 1 when nothing)."""
+    from hub import mdns
+
+    interfaces: list[str] = list(args.interface or [])
+    if not interfaces and args.config.is_file():
+        interfaces = list(_load(args.config).discovery.mdns.interfaces)
+    report = asyncio.run(mdns.discover(interfaces, args.seconds))
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print(mdns.report_text(report))
+    return 0 if report.found else 1
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -68,23 +90,85 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _hub(args: argparse.Namespace) -> Hub:
     from hub.supervisor import Hub, Paths
 
-    return Hub(_load(args.config), Paths(_data_dir(args)))
+    config = _load(args.config)
+    if getattr(args, "interface", None):
+        # --interface overrides discovery.mdns.interfaces for this run only.
+        mdns = config.discovery.mdns.model_copy(update={"interfaces": tuple(args.interface)})
+        config = config.model_copy(update={"discovery": config.discovery.model_copy(update={"mdns": mdns})})
+    return Hub(config, Paths(_data_dir(args), config_path=args.config))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`hub run`: run headless until SIGTERM or SIGINT."""
+    from hub.store import StoreError
     from hub.supervisor import run_until_signal
 
-    asyncio.run(run_until_signal(_hub(args)))
+    hub = _hub(args)
+    try:
+        asyncio.run(run_until_signal(hub))
+    except StoreError as exc:  # a damaged, newer or half-upgraded database: name the backup
+        return boxcli.store_refused(exc, hub.config, _data_dir(args))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """`hub demo`: run the example home on the embedded defaults and show its status."""
-    from hub.status import watch
+    """`hub demo`: the example home alive (broker, simulated home, hub) with the TUI in the foreground."""
+    from hub import demo
+    from hub.sim.day import parse_schedule
 
-    asyncio.run(watch(_hub(args), once=args.once))
+    try:
+        schedule = parse_schedule(args.incident)
+    except ValueError as exc:
+        print(f"hub demo: {exc}", file=sys.stderr)
+        return 2
+    options = demo.DemoOptions(
+        port=args.port,
+        speed=args.speed,
+        start=args.start,
+        schedule=schedule,
+        viewer="text" if args.once else args.viewer,
+        mdns=args.mdns,
+        seconds=2.0 if args.once else args.seconds,
+    )
+    return demo.run(_load(args.config), args.config, _data_dir(args), options)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """`hub sim`: load for tests and benchmarks: N simulated devices sending state at a rate, bounded."""
+    from hub.sim.load import LoadPlan, load_main
+
+    plan = LoadPlan(args.devices, args.rate, args.seconds, args.dialect, args.count, not args.no_announce)
+    try:
+        plan.check()
+    except ValueError as exc:
+        print(f"hub sim: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(load_main(args.url, plan, f"sim-load-{os.getpid()}"))
+    print(
+        json.dumps(
+            {
+                "announced": report.announced,
+                "sent": report.sent,
+                "seconds": round(report.seconds, 3),
+                "rate": round(report.rate, 1),
+            }
+        )
+    )
     return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """`hub tui`: the caregiver terminal UI, a client of the hub API over MQTT."""
+    from hub.tui.main import run_tui
+
+    return run_tui(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`hub serve`: the caregiver TUI in a web browser, behind a password or token."""
+    from hub.tui.serve import run_serve
+
+    return run_serve(args)
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -131,6 +215,38 @@ async def _purge(store: Store, before: datetime) -> dict[str, int]:
         await store.close()
 
 
+def cmd_normalize(args: argparse.Namespace) -> int:
+    """`hub normalize CAPTURE`: what the hub makes of recorded MQTT traffic, with coverage figures."""
+    from hub.normalize import command
+
+    return command(args.capture, args.config, args.json, args.max_bytes)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """`hub replay FILE`: the alerts the configured rules would raise over a recording."""
+    from hub.replay import command
+
+    code, text = command(
+        _load(args.config),
+        Path(args.recording),
+        as_json=args.json,
+        casas_map=args.map,
+        fmt=args.format,
+        lang=args.lang,
+        all_devices=args.all_devices,
+    )
+    print(text, file=sys.stderr if code else sys.stdout)
+    return code
+
+
+def _time_of_day(text: str) -> time:
+    """A time of day argument, HH:MM."""
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a time of day (use HH:MM)") from None
+
+
 def _date(text: str) -> datetime:
     """A date or date-time argument; naive values are taken as UTC."""
     try:
@@ -143,18 +259,71 @@ def _date(text: str) -> datetime:
 # An argument: its flags and add_argument's keywords.
 Arg = tuple[tuple[str, ...], dict[str, Any]]
 
+INTERFACE_ARG: Arg = (
+    ("--interface",),
+    {
+        "action": "append",
+        "help": "IP address or interface name to browse for mDNS (repeatable; default: devices.yaml's "
+        "discovery.mdns.interfaces, else every non-loopback interface)",
+    },
+)
+
 CONFIG_ARGS: list[Arg] = [
     (("-c", "--config"), {"type": Path, "default": DEFAULT_CONFIG, "help": "devices.yaml (default: %(default)s)"}),
     (("--data-dir",), {"help": "data folder (default: $HUB_DATA_DIR or ~/.local/share/eldercare-hub)"}),
 ]
 
+TUI_ARGS: list[Arg] = [
+    (("-c", "--config"), {"type": Path, "default": DEFAULT_CONFIG, "help": "devices.yaml (default: %(default)s)"}),
+    (("--url",), {"help": "broker URL mqtt://host:port (instead of the one in devices.yaml)"}),
+    (("--home",), {"help": "home id to watch (with --url and no devices.yaml)"}),
+    (("--fleet",), {"action": "store_true", "help": "every home on a central broker, grouped by home"}),
+    (("--lang",), {"choices": ["zh-CN", "en"], "help": "language (default: the home's, from devices.yaml)"}),
+    (("--theme",), {"choices": ["dark", "light"], "default": "dark", "help": "high-contrast theme"}),
+    (("--large",), {"action": "store_true", "help": "single-column large layout (also below 60 columns)"}),
+    (("--plain",), {"action": "store_true", "help": "plain text without box drawing, for screen readers"}),
+    (("--bell",), {"action": "store_true", "help": "ring every 30 s while a critical alert is unacknowledged"}),
+    (("--as",), {"dest": "who", "help": "who acknowledges (default: $HUB_TUI_WHO or the login name)"}),
+]
+
 # One row per subcommand: name -> (handler, help, arguments).
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] = {
-    "run": (cmd_run, "run the hub headless until stopped", CONFIG_ARGS),
+    "run": (cmd_run, "run the hub headless until stopped", [*CONFIG_ARGS, INTERFACE_ARG]),
+    "install": (boxcli.cmd_install, "install the hub as a systemd service (as root)", boxcli.INSTALL_ARGS),
+    "uninstall": (boxcli.cmd_uninstall, "remove the service, keep the home's data", boxcli.UNINSTALL_ARGS),
+    "backup": (boxcli.cmd_backup, "write one backup file of the home", [*CONFIG_ARGS, *boxcli.BACKUP_ARGS]),
+    "restore": (boxcli.cmd_restore, "restore a backup file on this box", [*CONFIG_ARGS, *boxcli.RESTORE_ARGS]),
+    "status": (boxcli.cmd_status, "health report with an exit code", [*CONFIG_ARGS, *boxcli.STATUS_ARGS]),
     "demo": (
         cmd_demo,
-        "run the example home and show its status",
-        [*CONFIG_ARGS, (("--once",), {"action": "store_true", "help": "print the status once and stop"})],
+        "run the example home: broker, simulated home, hub, and the caregiver TUI",
+        [
+            *CONFIG_ARGS,
+            (("--once",), {"action": "store_true", "help": "print the status once and stop"}),
+            (("--port",), {"type": int, "help": "local broker port (embedded broker if none answers; default 1883)"}),
+            (("--incident",), {"default": "sos@20s", "help": "incidents to inject, e.g. sos@20s,fall@2m ('' none)"}),
+            (("--speed",), {"type": float, "default": 60.0, "help": "simulated seconds per real second"}),
+            (("--start",), {"type": _time_of_day, "default": "06:30", "help": "simulated time of day to start at"}),
+            (("--viewer",), {"choices": ["auto", "tui", "text"], "default": "auto", "help": "what to show"}),
+            (("--mdns",), {"action": argparse.BooleanOptionalAction, "help": "advertise over mDNS on 127.0.0.1"}),
+            (("--seconds",), {"type": float, "help": "stop by itself after this many seconds"}),
+        ],
+    ),
+    "sim": (
+        cmd_sim,
+        "simulated devices sending state at a rate (load for tests and benchmarks)",
+        [
+            (("--url",), {"default": "mqtt://127.0.0.1:1883", "help": "broker URL (default: %(default)s)"}),
+            (("--devices",), {"type": int, "default": 1000, "help": "how many devices (default: %(default)s)"}),
+            (("--rate",), {"type": float, "default": 1000.0, "help": "state messages per second"}),
+            (("--seconds",), {"type": float, "default": 10.0, "help": "stop after this long (default: %(default)s)"}),
+            (("--count",), {"type": int, "help": "stop after this many state messages"}),
+            (
+                ("--dialect",),
+                {"default": "zigbee2mqtt", "help": "zigbee2mqtt, homeassistant, tasmota, shelly, homie or mixed"},
+            ),
+            (("--no-announce",), {"action": "store_true", "help": "skip the retained discovery messages"}),
+        ],
     ),
     "check": (
         cmd_check,
@@ -162,6 +331,16 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         [(("config",), {"nargs": "?", "type": Path, "default": DEFAULT_CONFIG, "help": "the file to check"})],
     ),
     "schema": (cmd_schema, "print the JSON schema of devices.yaml", []),
+    "discover": (
+        cmd_discover,
+        "show what advertises itself over mDNS now, or why nothing does",
+        [
+            (("-c", "--config"), {"type": Path, "default": DEFAULT_CONFIG, "help": "devices.yaml for its interfaces"}),
+            INTERFACE_ARG,
+            (("--json",), {"action": "store_true", "help": "print JSON"}),
+            (("--seconds",), {"type": float, "default": 3.0, "help": "how long to listen (default: %(default)s)"}),
+        ],
+    ),
     "export": (
         cmd_export,
         "write the home's data as JSON lines",
@@ -178,6 +357,41 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
             *CONFIG_ARGS,
             (("--before",), {"type": _date, "required": True, "help": "delete rows older than this"}),
             (("--yes",), {"action": "store_true", "help": "confirm the deletion"}),
+        ],
+    ),
+    "normalize": (
+        cmd_normalize,
+        "show what the hub makes of recorded MQTT traffic, with coverage figures",
+        [
+            (("capture",), {"help": "mosquitto_sub -v lines or JSON lines {topic, payload, retain}; - for stdin"}),
+            (("-c", "--config"), {"help": "devices.yaml whose discovery settings to use (default: the defaults)"}),
+            (("--json",), {"action": "store_true", "help": "print one JSON document"}),
+            (("--max-bytes",), {"type": int, "default": 16 * 1024 * 1024, "help": "payload size limit"}),
+        ],
+    ),
+    "replay": (
+        cmd_replay,
+        "run the rules over a recorded week or month and show the alerts they would raise",
+        [
+            (("recording",), {"help": "hub export JSON lines, recorded MQTT traffic, or CASAS data"}),
+            CONFIG_ARGS[0],
+            (("--json",), {"action": "store_true", "help": "one JSON line per alert, then a summary line"}),
+            (("--map",), {"type": Path, "help": "CASAS mapping file: sensor -> room, kind, role"}),
+            (("--format",), {"choices": ["export", "mqtt", "casas"], "help": "the format (default: detected)"}),
+            (("--lang",), {"choices": ["zh-CN", "en"], "help": "language of the table (default: the home's)"}),
+            (("--all-devices",), {"action": "store_true", "help": "adopt every device seen (MQTT recordings)"}),
+        ],
+    ),
+    "tui": (cmd_tui, "the caregiver terminal UI (a client of the hub API)", TUI_ARGS),
+    "serve": (
+        cmd_serve,
+        "the caregiver TUI in a web browser, behind a password or token",
+        [
+            *TUI_ARGS,
+            (("--host",), {"default": "127.0.0.1", "help": "address to listen on (default: %(default)s)"}),
+            (("--port",), {"type": int, "default": 8765, "help": "port to listen on (default: %(default)s)"}),
+            (("--password-file",), {"type": Path, "help": "file holding the password asked on the page"}),
+            (("--token",), {"help": "a token given as ?token=… in the address (else $HUB_SERVE_TOKEN)"}),
         ],
     ),
 }

@@ -11,7 +11,7 @@ import difflib
 import ipaddress
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -438,6 +438,40 @@ class DeviceEntry(_Frozen):
     name_zh: str | None = None
 
 
+class Backup(_Frozen):
+    """The backup the hub takes of its configuration and data while it runs."""
+
+    enabled: bool = True
+    every_hours: float = Field(24, gt=0, le=24 * 31, description="Hours between backups (daily by default).")
+    keep: int = Field(7, ge=1, le=1000, description="Backups kept; older ones are deleted.")
+    dir: Path | None = Field(None, description="Folder for backups, relative to the data folder; unset: backups/.")
+
+
+class Health(_Frozen):
+    """When the hub tells caregivers about its own trouble (disk, broker, backup)."""
+
+    check_seconds: float = Field(30, gt=0, le=3600, description="Seconds between health checks.")
+    disk_min_free_mb: float = Field(
+        200, ge=0, description="Below this much free space the hub stops writing history (alerts go on) and says so."
+    )
+    broker_down_minutes: float = Field(5, gt=0, description="Minutes without the broker before caregivers are told.")
+
+
+class Alerts(_Frozen):
+    """How alerts reach caregivers: acknowledgement windows and the escalation along the tiers (RULES.md)."""
+
+    ack_minutes: float = Field(5, gt=0, description="Minutes a tier has to acknowledge a warning.")
+    critical_ack_minutes: float = Field(2, gt=0, description="Minutes a tier has to acknowledge a critical alert.")
+    renotify: int = Field(1, ge=0, le=5, description="Times a tier is told again before the next tier is.")
+    rounds: int = Field(2, ge=1, le=10, description="Times the whole chain of tiers is walked.")
+    critical_repeat_minutes: float = Field(
+        15, gt=0, description="After the chain, a critical alert is sent to every tier this often until acknowledged."
+    )
+    rate_limit_minutes: float = Field(30, ge=0, description="One alert per rule and room this often, unless worse.")
+    expire_hours: float = Field(24, gt=0, description="An unacknowledged warning or info closes as expired after this.")
+    resident_first: bool = Field(True, description="Ask the resident first where RULES.md says so.")
+
+
 class Config(_Frozen):
     """The whole devices.yaml file."""
 
@@ -452,6 +486,9 @@ class Config(_Frozen):
     rules: tuple[RuleData, ...] = Field(
         (), description="Rules as data ('kind: inactivity' …); the rules engine validates them."
     )
+    backup: Backup = Backup()
+    health: Health = Health()
+    alerts: Alerts = Alerts()
 
     @field_validator("version")
     @classmethod
@@ -859,8 +896,17 @@ def _parse(text: str, filename: str) -> Any:
         raise ConfigError([*scan.finish(), _syntax_problem(exc, text, filename)]) from None
 
 
-def load_config_text(text: str | bytes, filename: str = "devices.yaml", base_dir: Path | None = None) -> Config:
-    """Parse and validate devices.yaml content; relative file paths resolve against base_dir."""
+# A check that a higher layer (the rules engine) runs on a valid config: (location, message, at key).
+Check = Callable[["Config"], list[tuple[Loc, str, bool]]]
+
+
+def load_config_text(
+    text: str | bytes, filename: str = "devices.yaml", base_dir: Path | None = None, checks: Sequence[Check] = ()
+) -> Config:
+    """Parse and validate devices.yaml content; relative file paths resolve against base_dir.
+
+    `checks` validate what this schema leaves to others (the rules); their problems are located too.
+    """
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", errors="surrogatepass"))
     if size > MAX_BYTES:
         raise _too_big(size, filename)
@@ -875,12 +921,17 @@ def load_config_text(text: str | bytes, filename: str = "devices.yaml", base_dir
         raise ConfigError([Problem(filename, 1, 1, message)])
     context = {"base_dir": base_dir if base_dir is not None else Path(filename).parent}
     try:
-        return Config.model_validate(_plain(tree), context=context)
+        config = Config.model_validate(_plain(tree), context=context)
     except ValidationError as err:
         raise ConfigError(list(_validation_problems(err, tree, filename))) from None
+    located = [(loc, message, at_key) for check in checks for loc, message, at_key in check(config)]
+    if located:
+        places = [(_position(tree, loc, at_key), message) for loc, message, at_key in located]
+        raise ConfigError([Problem(filename, line + 1, col + 1, message) for (line, col), message in places])
+    return config
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, checks: Sequence[Check] = ()) -> Config:
     """Load devices.yaml from disk, or raise ConfigError listing every problem."""
     name = str(path)
     try:
@@ -896,7 +947,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError([Problem(name, 0, 0, "file not found")]) from None
     except OSError as exc:
         raise ConfigError([Problem(name, 0, 0, f"cannot read the file: {exc.strerror or exc}")]) from None
-    return load_config_text(data, name, base_dir=path.parent)
+    return load_config_text(data, name, base_dir=path.parent, checks=checks)
 
 
 def summary(config: Config) -> str:

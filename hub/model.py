@@ -54,6 +54,17 @@ class Kind(StrEnum):
     PM25 = "pm25"
     HEART_RATE = "heart_rate"
     BREATH_RATE = "breath_rate"
+    # indoor air, weather and water use (added with the coverage of the zigbee2mqtt sample)
+    PRESSURE = "pressure"
+    VOC = "voc"
+    PM10 = "pm10"
+    CO_LEVEL = "co_level"  # a CO concentration; the CO alarm itself is carbon_monoxide
+    WATER = "water"  # volume of water used, a daily-living signal
+    FORMALDEHYDE = "formaldehyde"
+    NOISE = "noise"  # sound level
+    UV_INDEX = "uv_index"  # the WHO UV index scale, no unit
+    VOC_INDEX = "voc_index"  # Sensirion's VOC index (100 = the room's usual air), no unit
+    WATER_FLOW = "water_flow"  # water running now: a tap or bath left on
     # actuators
     SWITCH = "switch"
     LIGHT = "light"
@@ -107,6 +118,16 @@ KINDS: dict[Kind, KindInfo] = {
     Kind.PM25: KindInfo(_N, "µg/m³"),
     Kind.HEART_RATE: KindInfo(_N, "bpm"),
     Kind.BREATH_RATE: KindInfo(_N, "rpm"),
+    Kind.PRESSURE: KindInfo(_N, "hPa"),
+    Kind.VOC: KindInfo(_N, "ppb"),
+    Kind.PM10: KindInfo(_N, "µg/m³"),
+    Kind.CO_LEVEL: KindInfo(_N, "ppm"),
+    Kind.WATER: KindInfo(_N, "L"),
+    Kind.FORMALDEHYDE: KindInfo(_N, "µg/m³"),
+    Kind.NOISE: KindInfo(_N, "dBA"),
+    Kind.UV_INDEX: KindInfo(_N, None),
+    Kind.VOC_INDEX: KindInfo(_N, None),
+    Kind.WATER_FLOW: KindInfo(_N, "L/min"),
     Kind.SWITCH: KindInfo(_A, None),
     Kind.LIGHT: KindInfo(_A, None),
     Kind.COVER: KindInfo(_A, "%"),
@@ -199,6 +220,10 @@ class Device(Frozen):
     # device seen through two paths.
     identifiers: dict[str, str] = Field(default_factory=dict)
     via: str | None = None
+    # Where the installer can find it: the paths it was seen through (e.g. "mdns _shelly._tcp")
+    # and its network address, shown in the inbox beside availability.last_seen.
+    seen_via: tuple[str, ...] = ()
+    address: str | None = None
     status: Status = Status.PENDING
     availability: Availability = Availability()
     points: tuple[Point, ...] = ()

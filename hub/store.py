@@ -19,12 +19,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import JSON, Field, SQLModel
 
+from hub import migrations
 from hub.clock import Clock, RealClock
 from hub.model import Device
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# meta.schema_version, which hubs from before Alembic check; each migration keeps it in step.
+SCHEMA_VERSION = 2
 
 # The end states of an alert's lifecycle (RULES.md): only these are ever deleted by retention.
 CLOSED_ALERT_STATES = frozenset({"resolved", "cancelled", "cancelled_by_resident", "expired"})
@@ -34,6 +36,9 @@ CLOSED_ALERT_STATES = frozenset({"resolved", "cancelled", "cancelled_by_resident
 DELETE_CHUNK = 5000
 
 T = TypeVar("T")
+
+# How SQLite, PostgreSQL and the OS say the disk is full; history then stops before alerts do.
+DISK_FULL = ("database or disk is full", "No space left on device", "could not extend file")
 
 
 class StoreError(Exception):
@@ -108,6 +113,7 @@ class AlertRow(SQLModel, table=True):
     """An alert's current lifecycle state and full body."""
 
     __tablename__ = "alert"
+    __table_args__ = (sa.Index("ix_alert_state", "state"),)
 
     id: str = Field(primary_key=True)
     rule_id: str
@@ -330,6 +336,7 @@ class Store:
         batch_seconds: float = 1.0,
         max_buffer: int = 100_000,
         clock: Clock | None = None,
+        before_upgrade: Callable[[str, str], object] | None = None,
     ) -> None:
         if batch_size < 1 or batch_seconds <= 0 or max_buffer < batch_size:
             raise ValueError("need batch_size >= 1, batch_seconds > 0 and max_buffer >= batch_size")
@@ -338,6 +345,8 @@ class Store:
         self.batch_seconds = batch_seconds
         self.max_buffer = max_buffer
         self.clock: Clock = clock or RealClock()
+        # Called with (from revision, to revision) before a schema upgrade: the backup hook.
+        self.before_upgrade = before_upgrade
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "rows_written",
@@ -347,9 +356,12 @@ class Store:
                 "rejected_rows",
                 "durable_writes",
                 "failed_durable_writes",
+                "history_paused_rows",
             ),
             0,
         )
+        # Why state and event history is not being recorded (a nearly full disk), or None.
+        self.history_paused: str | None = None
         self._engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._states: deque[tuple[str, datetime, dict[str, Any]]] = deque()
@@ -371,7 +383,11 @@ class Store:
         return self._engine
 
     def open(self) -> None:
-        """Connect, create the tables and check the schema version (blocking, call at start-up)."""
+        """Connect and bring the schema to this hub's version (blocking, call at start-up).
+
+        An empty database gets the current tables; an older one is backed up (before_upgrade)
+        then migrated; a newer or unknown one is refused with a StoreError saying what to do.
+        """
         url = sa.make_url(self.url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -381,17 +397,13 @@ class Store:
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         try:
-            SQLModel.metadata.create_all(engine, tables=list(TABLES.values()))
-            with engine.begin() as conn:
-                found = conn.execute(sa.select(META.c.value).where(META.c.key == "schema_version")).scalar()
-                if found is None:
-                    conn.execute(sa.insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
-        except sa.exc.SQLAlchemyError as exc:
+            migrations.upgrade(engine, create_current, list(TABLES), self.before_upgrade)
+        except migrations.MigrationRefused as exc:
+            engine.dispose()
+            raise StoreError(f"the store at {url.render_as_string()}: {exc}") from exc
+        except sa.exc.SQLAlchemyError as exc:  # a damaged file says "file is not a database" here
             engine.dispose()
             raise StoreError(f"cannot open the store at {url.render_as_string()}: {exc}") from exc
-        if found is not None and found != str(SCHEMA_VERSION):
-            engine.dispose()
-            raise StoreError(f"the database has schema version {found}, this hub knows {SCHEMA_VERSION}")
         self._engine = engine
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store-writer")
 
@@ -448,8 +460,7 @@ class Store:
         if (problem := _ts_problem(ts)) is not None:
             self._reject(f"state of {device_id!r}", problem)
             return
-        if self._closed:
-            self._drop_closed()
+        if self._refused():
             return
         # A copy: the caller's dict may change before the writer gets to it.
         self._states.append((device_id, ts, dict(values)))
@@ -461,8 +472,7 @@ class Store:
         if isinstance(item, str):
             self._reject("event", item)
             return
-        if self._closed:
-            self._drop_closed()
+        if self._refused():
             return
         self._events.append(item)
         self._buffered_one()
@@ -474,6 +484,35 @@ class Store:
 
     def _buffered(self) -> int:
         return len(self._states) + len(self._events)
+
+    def pause_history(self, reason: str) -> None:
+        """Stop recording state and event history; alerts, devices and timers are still written.
+
+        What is buffered is dropped too (counted): on a nearly full disk every page is kept for alerts.
+        """
+        if self.history_paused is None:
+            log.error("store: history recording paused (alerts are still written): %s", reason)
+        self.history_paused = reason
+        self.stats["history_paused_rows"] += self._buffered()
+        self._states.clear()
+        self._events.clear()
+        self._first_at = None
+
+    def resume_history(self) -> None:
+        """Record state and event history again."""
+        if self.history_paused is not None:
+            log.warning("store: history recording resumed (was paused: %s)", self.history_paused)
+        self.history_paused = None
+
+    def _refused(self) -> bool:
+        """Whether a history row is dropped now (store closed, or history paused); counted."""
+        if self._closed:
+            self._drop_closed()
+            return True
+        if self.history_paused is not None:
+            self.stats["history_paused_rows"] += 1
+            return True
+        return False
 
     def _reject(self, what: str, problem: str) -> None:
         self.stats["rejected_rows"] += 1
@@ -530,6 +569,8 @@ class Store:
             self.stats["failed_batches"] += 1
             self.stats["dropped_rows"] += rows
             log.error("store: a batch of %d rows was not written: %s", rows, outcome.error)
+            if any(marker in outcome.error for marker in DISK_FULL):
+                self.pause_history(f"the disk is full ({outcome.error})")
         if self._buffered() >= self.batch_size or self._flushing or self._due():
             self._hand_off()
 
@@ -774,6 +815,12 @@ class Store:
                 result = conn.execution_options(stream_results=True, yield_per=1000).execute(query)
                 for row in result.mappings():
                     yield export_row(table.name, row)
+
+
+def create_current(conn: Connection) -> None:
+    """Make today's tables on an empty database (Alembic then stamps it at the head revision)."""
+    SQLModel.metadata.create_all(conn, tables=list(TABLES.values()))
+    conn.execute(sa.insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
 def _delete_where(table: sa.Table, where: ColumnElement[bool]) -> Callable[[Connection], None]:

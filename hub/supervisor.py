@@ -14,12 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hub import __version__
+from hub import __version__, mdns
 from hub.adapters import BY_PROTOCOL, build_adapters
 from hub.adapters.base import Adapter, Rejected
 from hub.api import (
     EVENT_ADAPTER,
     REQUEST_MODELS,
+    AckRequest,
     AdoptRequest,
     DeviceState,
     HubStatus,
@@ -27,15 +28,17 @@ from hub.api import (
     ModeRequest,
     ModeState,
     RequestError,
+    RuleSetRequest,
     SetRequest,
     Topics,
     device_payload,
     parse_request,
 )
-from hub.broker import EmbeddedBroker, choose_broker
+from hub.broker import EmbeddedBroker, Finder, choose_broker
+from hub.care import BoxCare
 from hub.clock import Clock, RealClock
 from hub.config import Config
-from hub.model import Command, CommandFailed, CommandSent, Device, DeviceDiscovered, Event, StateChanged, Status
+from hub.model import Command, CommandFailed, CommandSent, Device, DeviceDiscovered, Event, StateChanged, Status, Value
 from hub.mqtt import Link, LinkSettings
 from hub.registry import (
     CommandRefused,
@@ -47,12 +50,16 @@ from hub.registry import (
     Registry,
     Unpublish,
 )
+from hub.rules.runtime import RulesRuntime
 from hub.store import Store, StoreError
 from hub.wire import Message
 
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY = timedelta(hours=6)
+# How often the inbox drops pending devices not seen for discovery.pending_expiry_hours
+# (at most; a short expiry is checked four times per period).
+EXPIRY_EVERY = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class Paths:
     """Where the hub keeps its data."""
 
     data_dir: Path
+    config_path: Path | None = None  # devices.yaml, which backups include
 
     def store_url(self) -> str:
         """The default store: a SQLite file in the data folder."""
@@ -83,6 +91,9 @@ class Hub:
             batch_size=config.store.batch_size,
             batch_seconds=config.store.batch_seconds,
         )
+        # Watchdog, health alerts and daily backups; a backup is taken before any schema upgrade.
+        self.care = BoxCare(config, paths.data_dir, paths.config_path, self.store, self.topics, self.clock)
+        self.store.before_upgrade = self.care.before_upgrade
         self.adapters: dict[str, Adapter] = build_adapters(config.discovery)
         self.counters: Counter[str] = Counter()
         self.started_at = self.clock.now()
@@ -95,6 +106,21 @@ class Hub:
         self.ready = asyncio.Event()
         # Called with every event the hub forwards (the rules engine and `hub demo` listen).
         self.listeners: list[Callable[[Event], None]] = []
+        # The rules engine and alert book (hub/rules): restored from the store on start, fed every event.
+        self.rules = RulesRuntime(
+            config,
+            self.registry,
+            self.store,
+            self.clock,
+            self.topics,
+            link=self._link,
+            command=self.send_command,
+            on_mode=self._mode_changed,
+        )
+        self.listeners.append(self.rules.listener)
+        # The hub's own health alerts (disk, broker, backup) escalate like any other alert.
+        self.care.sink = self.rules
+        self.mdns_browser: mdns.Browser | None = None  # while mDNS discovery runs
         self._stop = asyncio.Event()
 
     # -- life cycle --------------------------------------------------------------------
@@ -105,7 +131,7 @@ class Hub:
 
     async def run(self) -> None:
         """Run until stop() or a signal; every task is owned by one TaskGroup."""
-        choice = await choose_broker(self.config.mqtt.url, port=self.config.mqtt.local_port)
+        choice = await choose_broker(self.config.mqtt.url, port=self.config.mqtt.local_port, find=self._broker_finder())
         self.broker_url = choice.url
         embedded = EmbeddedBroker(port=choice.port) if choice.kind == "embedded" else None
         if embedded is not None:
@@ -124,7 +150,10 @@ class Hub:
             {d.id: d.status for d in devices if d.status is not Status.PENDING and d.id not in self.registry.named}
         )
         self.registry.seed(devices, states)
-        self.link = link = Link(self._link_settings(), clock=self.clock)
+        self.mode = await self.rules.restore()
+        self.link = link = Link(
+            self._link_settings(), clock=self.clock, on_drop=lambda reason: self.counters.update([f"dropped.{reason}"])
+        )
         for adapter in self.adapters.values():
             self._handlers[adapter.name] = self._adapter_handler(adapter)
             self._subscribe_adapter(adapter)
@@ -134,8 +163,13 @@ class Hub:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(link.run(), name="mqtt")
                 tg.create_task(self.store.run(), name="store")
+                tg.create_task(self.rules.run(), name="rules")
+                tg.create_task(self.care.run(link), name="box-care")
                 tg.create_task(self._retention(), name="retention")
                 tg.create_task(self._publish_initial(), name="initial-publish")
+                tg.create_task(self._expire_pending(), name="inbox-expiry")
+                if self.config.discovery.mdns.enabled:
+                    tg.create_task(self._browse_mdns(), name="mdns")
                 await self._stop.wait()
                 raise _Stopping
         except* _Stopping:
@@ -174,6 +208,8 @@ class Hub:
         await link.set_retained(self.topics.mode, self.mode.model_dump_json().encode())
         await self._carry_out(self.registry.placeholders())
         for dev in self.registry.devices():
+            if dev.status is Status.IGNORED:
+                continue  # restored so that the decision holds, never shown
             await self._carry_out([PublishDevice(dev)])
             rec = self.registry.get(dev.id)
             if rec is not None and rec.values:
@@ -196,6 +232,84 @@ class Hub:
                 if any(deleted.values()):
                     log.info("retention purge: %s", deleted)
             await self.clock.sleep(RETENTION_EVERY.total_seconds())
+
+    # -- discovery: mDNS and the inbox's expiry ------------------------------------------
+
+    def _broker_finder(self) -> Finder | None:
+        # Only a home without a configured broker looks for one, and only where mDNS is allowed.
+        mdns_cfg = self.config.discovery.mdns
+        if self.config.mqtt.url or not mdns_cfg.enabled:
+            return None
+
+        async def find() -> tuple[str, int, str] | None:
+            return await mdns.find_broker(mdns_cfg.interfaces)
+
+        return find
+
+    async def _browse_mdns(self) -> None:
+        # Sightings wait for the initial publish, so that devices restored from the store are
+        # in place before an advertisement updates them.
+        await self.ready.wait()
+        browser = mdns.Browser(self.config.discovery.mdns.interfaces, clock=self.clock)
+        try:
+            browser.open()
+        except OSError as exc:
+            # No usable interface: the hub runs on without mDNS, and says why.
+            self.counters["mdns_unavailable"] += 1
+            log.error("mDNS discovery is off: %s", exc)
+            return
+        self.mdns_browser = browser
+        devices = mdns.Devices()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._mdns_refresh(devices), name="mdns-refresh")
+                async for change in browser.changes():
+                    await self._on_sighting(devices, change)
+        finally:
+            await browser.close()
+
+    async def _on_sighting(self, devices: mdns.Devices, change: mdns.Change) -> None:
+        dev = devices.apply(change)
+        if isinstance(change, mdns.Lost):
+            # A goodbye (often a reboot) is not a removal: the inbox forgets a device only
+            # after pending_expiry_hours without any sighting.
+            self.counters["mdns_lost"] += 1
+            log.info("mDNS: %s %r said goodbye", change.sighting.short, change.sighting.name)
+        if dev is not None:
+            await self._sighted(dev)
+
+    async def _sighted(self, dev: Device) -> None:
+        try:
+            await self._carry_out(self.registry.apply(DeviceDiscovered(ts=self.clock.now(), device=dev)))
+        except Exception:
+            # One odd advertisement (or a store hiccup) must not end discovery for the home.
+            self.counters["mdns_sighting_failed"] += 1
+            log.exception("mDNS: sighting of %s could not be applied", dev.id)
+
+    def _expiry(self) -> tuple[timedelta, float]:
+        max_age = timedelta(hours=self.config.discovery.pending_expiry_hours)
+        return max_age, min(max_age / 4, EXPIRY_EVERY).total_seconds()
+
+    async def _mdns_refresh(self, devices: mdns.Devices) -> None:
+        # A device that keeps advertising without changing fires no browser event; refresh
+        # its last_seen well within the expiry so that it never leaves the inbox while present.
+        _, every = self._expiry()
+        while True:
+            await self.clock.sleep(every)
+            for dev in devices.present():
+                await self._sighted(dev)
+
+    async def _expire_pending(self) -> None:
+        max_age, every = self._expiry()
+        await self.ready.wait()
+        while True:
+            try:
+                await self._carry_out(self.registry.expire(self.clock.now(), max_age))
+            except StoreError as exc:
+                # The inbox keeps a device a little longer; the next round tries again.
+                self.counters["expiry_failed"] += 1
+                log.warning("inbox expiry failed (will retry in %.0f s): %s", every, exc)
+            await self.clock.sleep(every)
 
     def _link(self) -> Link:
         if self.link is None:
@@ -248,7 +362,13 @@ class Hub:
                     ):
                         await link.clear_retained(topic)
                     self._placed.pop(dev_id, None)
-                    await self.store.delete_device(dev_id)
+                    kept = self.registry.get(dev_id)
+                    if kept is None or kept.device.id != dev_id:
+                        # Gone, or now an alias of a device seen through a better path.
+                        await self.store.delete_device(dev_id)
+                    else:
+                        # Ignored, not gone: the decision must survive a restart.
+                        await self.store.save_device(kept.device)
                 case Forward(event=event):
                     await self._forward(link, event)
 
@@ -300,10 +420,14 @@ class Hub:
         log.warning("request on %s rejected (%s): %s", topic, reason, detail)
 
     async def _set(self, device_id: str, request: SetRequest) -> None:
+        await self.send_command(device_id, request.values, "api")
+
+    async def send_command(self, device_id: str, values: dict[str, Value], origin: str) -> None:
+        """Route, encode and publish a normalized command (from the API or a rule); CommandRefused if not."""
         now = self.clock.now()
-        command = Command(device_id=device_id, values=request.values, origin="api", ts=now)
+        command = Command(device_id=device_id, values=values, origin=origin, ts=now)
         try:
-            routes = self.registry.route(device_id, request.values)
+            routes = self.registry.route(device_id, values)
         except CommandRefused as exc:
             await self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
             raise
@@ -337,8 +461,18 @@ class Hub:
         await self._decide(device_id, Status.IGNORED, None, None)
 
     async def _mode(self, _ident: str, request: ModeRequest) -> None:
-        self.mode = ModeState(mode=request.mode, until=request.until, since=self.clock.now())
-        await self._link().set_retained(self.topics.mode, self.mode.model_dump_json().encode())
+        # The rules engine owns the mode (mutes, visitor countdown, restart); it tells us to publish.
+        self.rules.set_mode(request.mode, request.until, request.by)
+
+    async def _mode_changed(self, state: ModeState) -> None:
+        self.mode = state
+        await self._link().set_retained(self.topics.mode, state.model_dump_json().encode())
+
+    async def _ack(self, alert_id: str, request: AckRequest) -> None:
+        await self.rules.ack(alert_id, request)
+
+    async def _rule_set(self, rule_id: str, request: RuleSetRequest) -> None:
+        await self.rules.set_rule(rule_id, request)
 
     # Each verb's handler takes the payload model REQUEST_MODELS names for that verb.
     _REQUESTS: ClassVar[dict[str, Callable[[Hub, str, Any], Awaitable[None]]]] = {
@@ -346,6 +480,8 @@ class Hub:
         "adopt": _adopt,
         "ignore": _ignore,
         "mode": _mode,
+        "ack": _ack,
+        "rule_set": _rule_set,
     }
 
 

@@ -95,6 +95,19 @@ class Watcher:
                 self.seen.append(msg)
                 self._changed.notify_all()
 
+    async def wait_raw(self, topic: str, timeout: float = WAIT) -> bytes:  # noqa: ASYNC109
+        """The payload bytes of the first message seen on `topic` (for payloads that are not JSON)."""
+
+        async def wait() -> bytes:
+            async with self._changed:
+                while True:
+                    for msg in self.seen:
+                        if msg.topic.value == topic:
+                            return bytes(msg.payload)  # type: ignore[arg-type]
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
     async def wait_for(self, topic: str, predicate: Any = None, timeout: float = WAIT) -> Any:  # noqa: ASYNC109
         """The JSON payload of the first message on `topic` for which predicate(payload) holds."""
 
