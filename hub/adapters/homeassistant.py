@@ -192,27 +192,40 @@ DEVICE_ABBREVIATIONS: dict[str, str] = {
 ORIGIN_ABBREVIATIONS: dict[str, str] = {"name": "name", "sw": "sw_version", "url": "support_url"}
 
 
-def _expanded(table: dict[str, str], d: Mapping[str, Any]) -> dict[str, Any]:
-    # The keys mapped through the table in C (map + zip), not one `get` per key in Python.
-    return dict(zip(map(table.get, d, d), d.values(), strict=True))
+def _changing(table: dict[str, str]) -> frozenset[str]:
+    return frozenset(k for k, v in table.items() if k != v)
+
+
+# The abbreviations that differ from their expansion: a block with none of them (Zigbee2MQTT
+# and most libraries publish full names) is kept as it is rather than rebuilt key by key.
+_CHANGING = _changing(ABBREVIATIONS)
+_DEVICE_CHANGING = _changing(DEVICE_ABBREVIATIONS)
+_ORIGIN_CHANGING = _changing(ORIGIN_ABBREVIATIONS)
+
+
+def _expanded(table: dict[str, str], changing: frozenset[str], d: dict[str, Any]) -> dict[str, Any]:
+    return d if changing.isdisjoint(d) else {table.get(k, k): v for k, v in d.items()}
 
 
 def expand(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """A discovery payload with abbreviations expanded, then `~` replaced at the start/end of topics."""
+    out = {ABBREVIATIONS.get(k, k): v for k, v in cfg.items()} if not _CHANGING.isdisjoint(cfg) else dict(cfg)
     # Nested blocks are tested with `dict`, not `Mapping`: they come from json.loads, and the
     # ABC check costs eight times as much on a path that runs for every entity of a home.
-    out = _expanded(ABBREVIATIONS, cfg)
-    for key, table in (("device", DEVICE_ABBREVIATIONS), ("origin", ORIGIN_ABBREVIATIONS)):
+    for key, table, changing in (
+        ("device", DEVICE_ABBREVIATIONS, _DEVICE_CHANGING),
+        ("origin", ORIGIN_ABBREVIATIONS, _ORIGIN_CHANGING),
+    ):
         block = out.get(key)
         if isinstance(block, dict):
-            out[key] = _expanded(table, block)
+            out[key] = _expanded(table, changing, block)
     avty = out.get("availability")
     if isinstance(avty, list):
-        out["availability"] = [_expanded(ABBREVIATIONS, a) if isinstance(a, dict) else a for a in avty]
+        out["availability"] = [_expanded(ABBREVIATIONS, _CHANGING, a) if isinstance(a, dict) else a for a in avty]
     comps = out.get("components")
     if isinstance(comps, dict):
         out["components"] = {
-            str(k): _expanded(ABBREVIATIONS, c) if isinstance(c, dict) else c for k, c in comps.items()
+            str(k): _expanded(ABBREVIATIONS, _CHANGING, c) if isinstance(c, dict) else c for k, c in comps.items()
         }
     base = out.get("~")
     if isinstance(base, str):
@@ -575,7 +588,7 @@ class _Entity:
     dev: str
     point: Point
     sources: list[tuple[str, Template | None, str]]
-    avail: list[tuple[str, Template | None, str, str]]
+    avail: tuple[tuple[str, Template | None, str, str], ...]
     mode: str
     invert: bool = False
     composite: dict[str, Scalar] = field(default_factory=dict)
@@ -638,7 +651,7 @@ def _template(cfg: Mapping[str, Any], key: str | None, notes: list[str]) -> tupl
         return False, None
 
 
-def _availability(cfg: Mapping[str, Any], notes: list[str]) -> list[tuple[str, Template | None, str, str]]:
+def _availability(cfg: Mapping[str, Any], notes: list[str]) -> tuple[tuple[str, Template | None, str, str], ...]:
     entries: list[Mapping[str, Any]]
     avty = cfg.get("availability")
     if isinstance(avty, list):
@@ -653,7 +666,7 @@ def _availability(cfg: Mapping[str, Any], notes: list[str]) -> list[tuple[str, T
             }
         ]
     else:
-        return []
+        return ()  # a tuple, not a list: an empty tuple is shared, a list per entity is one more object to collect
     out = []
     for a in entries:
         topic = a.get("topic")
@@ -662,7 +675,7 @@ def _availability(cfg: Mapping[str, Any], notes: list[str]) -> list[tuple[str, T
             avail = _s(a.get("payload_available", cfg.get("payload_available")), "online")
             not_avail = _s(a.get("payload_not_available", cfg.get("payload_not_available")), "offline")
             out.append((topic, tpl, avail, not_avail))
-    return out
+    return tuple(out)
 
 
 def _kind(component: str, cfg: Mapping[str, Any]) -> tuple[Kind, bool, str | None]:
@@ -748,10 +761,17 @@ def _point(fields: dict[str, Any]) -> Point:
     key: str = fields["key"]
     # Every other field is typed by construction (kind a Kind, unit/name/source/note str or
     # None, bounds float or None, options a tuple of str, flags bool); the key is the one
-    # value with a constraint that input can break, and then validation raises as before.
+    # value with a constraint that input can break: such a config is refused, and counted.
     if 0 < len(key) <= 200:
         return trusted(Point, fields, _POINT_SET)
-    return Point(**fields)
+    raise Rejected("bad_key", f"point key of {len(key)} characters (1-200 allowed)")
+
+
+def _fallback_name(dev: _HaDevice) -> str:
+    """A device without a name in its blocks is called by its first entity's name, else by its id."""
+    first = next(iter(dev.entities.values()), None)
+    name = first.cfg.get("name") if first else None
+    return name if isinstance(name, str) and name else dev.id
 
 
 def _discovered(now: datetime, device: Device) -> DeviceDiscovered:
@@ -783,10 +803,10 @@ class HomeAssistantAdapter:
         self.counters: Counter[str] = Counter()
         self._devices: dict[str, _HaDevice] = {}
         self._entities: dict[str, _Entity] = {}  # by discovery id
-        self._by_config: dict[str, list[str]] = {}  # config topic -> discovery ids
-        # config topic -> (payload, the entities built from it): HA republishes every retained
-        # config unchanged each time it (or the broker) restarts.
-        self._configs: dict[str, tuple[bytes, tuple[_Entity, ...]]] = {}
+        self._by_config: dict[str, tuple[str, ...]] = {}  # config topic -> discovery ids
+        # config topic -> the payload its entities (_by_config) were built from: HA republishes
+        # every retained config unchanged each time it (or the broker) restarts.
+        self._configs: dict[str, bytes] = {}
         self._state_index: dict[str, list[_Entity]] = {}
         self._avail_index: dict[str, set[str]] = {}  # topic -> device ids
         self._seq = 0
@@ -841,14 +861,15 @@ class HomeAssistantAdapter:
         entities move to the end of their device's order, their composite state restarts —
         so that the events are the ones a full parse gives.
         """
-        seen = self._configs.get(msg.topic)
-        if seen is None or seen[0] != msg.payload:
+        if self._configs.get(msg.topic) != msg.payload:
             return None
-        built = seen[1]
-        for e in built:
-            dev = self._devices.get(e.dev)
-            if dev is None or self._entities.get(e.did) is not e or e.block is None or not e.block.held_by(dev):
+        built: list[_Entity] = []
+        for did in self._by_config.get(msg.topic, ()):
+            e = self._entities.get(did)
+            dev = self._devices.get(e.dev) if e is not None else None
+            if e is None or dev is None or e.block is None or not e.block.held_by(dev):
                 return None
+            built.append(e)
         if len(built) == 1 and self._is_last(built[0]):
             built[0].composite.clear()
             return self._announce({built[0].dev}, now, _REMOVED)
@@ -874,7 +895,7 @@ class HomeAssistantAdapter:
         previous = self._by_config.get(msg.topic)
         touched = {self._entities[d].dev for d in previous if d in self._entities} if previous else set()
         if not msg.payload:
-            for did in self._by_config.pop(msg.topic, []):
+            for did in self._by_config.pop(msg.topic, ()):
                 self._drop(did)
             return self._announce(touched, now, _REMOVED)
         cfg = expand(decode_object(msg.payload))
@@ -903,11 +924,11 @@ class HomeAssistantAdapter:
         new = {e.did for e in built}
         for did in set(previous or ()) - new:
             self._drop(did)
-        self._by_config[msg.topic] = sorted(new)
+        self._by_config[msg.topic] = tuple(sorted(new))
         for e in built:
             self._register(e)
             touched.add(e.dev)
-        self._configs[msg.topic] = (msg.payload, tuple(built))
+        self._configs[msg.topic] = msg.payload
         return self._announce(touched, now, _REMOVED)
 
     def _entity(self, did: str, topic: str, component: str, cfg: dict[str, Any], object_id: str) -> _Entity:
@@ -938,7 +959,9 @@ class HomeAssistantAdapter:
         if component == "sensor" and wanted_unit and canon not in (None, wanted_unit):
             kind = Kind.OTHER
             notes.append(f"unit {unit!r} is not convertible to {wanted_unit}")
-        key = self._unique_key(dev, did, _point_key(cfg, object_id, component, kind), component)
+        key = _point_key(cfg, object_id, component, kind)
+        if dev.entities:  # the first entity of a device has every key to itself
+            key = self._unique_key(dev, did, key, component)
         writable = False
         if not _COMMAND_KEYS.isdisjoint(cfg):  # most entities are sensors: no command topic at all
             for k in _COMMAND_TOPICS:
@@ -1042,8 +1065,6 @@ class HomeAssistantAdapter:
         return dev, _DeviceBlock(info, identifiers, via, dev.bridge)
 
     def _unique_key(self, dev: _HaDevice, did: str, base: str, component: str) -> str:
-        if not dev.entities:
-            return base
         current = dev.entities.get(did)
         if current is not None and current.point.key.startswith(base):
             return current.point.key
@@ -1100,8 +1121,6 @@ class HomeAssistantAdapter:
             dev.points, dev.others = {}, 0
             for e in dev.entities.values():
                 dev.others += _merge_point(dev.points, e.point)
-        first = next(iter(dev.entities.values()), None)
-        fallback = first.cfg.get("name") if first else None
         info = dev.info
         # Every field below is a str or None by construction (info holds str() of JSON
         # scalars, ids are cut to 253 characters), so the model is built without validation.
@@ -1109,7 +1128,7 @@ class HomeAssistantAdapter:
             Device,
             {
                 "id": dev.id,
-                "name": info.get("name") or (fallback if isinstance(fallback, str) and fallback else dev.id),
+                "name": info.get("name") or _fallback_name(dev),
                 "protocol": Protocol.HA,
                 "room": info.get("suggested_area") or None,
                 "role": None,

@@ -1,0 +1,179 @@
+"""The fast discovery path of the Home Assistant adapter gives what a full, validated rebuild gives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.adapters.base import Rejected
+from hub.adapters.common import trusted
+from hub.adapters.homeassistant import HomeAssistantAdapter, _HaDevice
+from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged
+from hub.wire import Message
+
+HA = Path(__file__).parents[2] / "shared" / "fixtures" / "ha_discovery"
+NOW = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
+COVER_TOPIC = "homeassistant/cover/0xa4c138b5bc064c64/cover/config"
+
+
+def _messages() -> list[Message]:
+    out = []
+    for path in sorted(HA.glob("*.json")):
+        fx = json.loads(path.read_text(encoding="utf-8"))
+        topic = (fx["topic"] or COVER_TOPIC).replace("<object_id>", "kitchen01")
+        out.append(Message(topic, fx["payload_raw"].encode(), retain=bool(fx.get("retained"))))
+    return out
+
+
+MESSAGES = _messages()
+CONFIGS = [m for m in MESSAGES if m.topic.endswith("/config")]
+
+
+def _sensor(i: int, device: str = "dev1", name: str = "Bedroom") -> Message:
+    cfg = {
+        "device_class": "temperature",
+        "state_topic": f"bench/{i}/state",
+        "unit_of_measurement": "°F",
+        "value_template": "{{ value_json.temperature }}",
+        "unique_id": f"t{i}",
+        "device": {"identifiers": [device], "name": name, "manufacturer": "Acme"},
+    }
+    return Message(f"homeassistant/sensor/t{i}/config", json.dumps(cfg).encode(), retain=True)
+
+
+def _discovered(events: list[Event]) -> list[DeviceDiscovered]:
+    return [e for e in events if isinstance(e, DeviceDiscovered)]
+
+
+class _Reference(HomeAssistantAdapter):
+    """The adapter with its shortcuts off: every config parsed, every device rebuilt from all its entities."""
+
+    def _reannounced(self, msg: Message, now: datetime) -> list[Event] | None:
+        return None
+
+    def _device_of(self, dev: _HaDevice) -> Device:
+        dev.points, dev.device = None, None
+        return super()._device_of(dev)
+
+
+def _outcome(a: HomeAssistantAdapter, msgs: list[Message]) -> list[Any]:
+    out: list[Any] = []
+    for i, m in enumerate(msgs):
+        try:
+            out.append([e.model_dump(mode="json") for e in a.feed(m, NOW + timedelta(seconds=i))])
+        except Rejected as exc:
+            out.append(exc.reason)
+    return [*out, dict(a.counters), a.subscriptions()]
+
+
+# ------------------------------------------------------------------------------- fast-built models
+
+
+def test_trusted_models_equal_the_validated_ones() -> None:
+    for m in CONFIGS:
+        for event in _discovered(_feed(HomeAssistantAdapter(), m)):
+            dev = event.device
+            valid = Device(**{f: getattr(dev, f) for f in dev.model_fields_set})
+            assert dev == valid
+            assert dev.model_fields_set == valid.model_fields_set
+            assert dev.model_dump_json() == valid.model_dump_json()
+            assert repr(dev) == repr(valid)
+            assert event == DeviceDiscovered(ts=event.ts, device=valid)
+            assert event.model_fields_set == {"ts", "device"}
+            for p in dev.points:
+                checked = Point(**{f: getattr(p, f) for f in Point.model_fields})
+                assert p == checked
+                assert p.model_fields_set == checked.model_fields_set
+                assert p.model_dump_json() == checked.model_dump_json()
+
+
+def test_trusted_copies_like_a_validated_model() -> None:
+    p = trusted(Point, {**Point(key="a", kind=Kind.BUTTON).__dict__, "options": ("x",)}, frozenset({"key", "kind"}))
+    merged = p.model_copy(update={"options": ("x", "y")})
+    assert merged.options == ("x", "y")
+    assert p.options == ("x",)
+    assert p.model_fields_set == {"key", "kind"}  # the copy's update did not reach the original
+
+
+def _feed(a: HomeAssistantAdapter, m: Message) -> list[Event]:
+    try:
+        return a.feed(m, NOW)
+    except Rejected:
+        return []
+
+
+# ------------------------------------------------------------------------------- re-announcements
+
+
+def test_identical_reannouncement_reuses_the_device() -> None:
+    a = HomeAssistantAdapter()
+    first = _discovered(a.feed(_sensor(1), NOW))
+    again = _discovered(a.feed(_sensor(1), NOW + timedelta(seconds=1)))
+    assert [e.device for e in again] == [e.device for e in first]
+    assert again[0].device is first[0].device  # not rebuilt: the config was not parsed again
+    assert again[0].ts == NOW + timedelta(seconds=1)
+    assert a.counters["other_points"] == 0
+
+
+def test_reannouncement_after_another_config_renamed_the_device_rebuilds_it() -> None:
+    a = HomeAssistantAdapter()
+    a.feed(_sensor(1, name="Bedroom"), NOW)
+    renamed = _discovered(a.feed(_sensor(2, name="Guest room"), NOW))
+    assert renamed[0].device.name == "Guest room"
+    back = _discovered(a.feed(_sensor(1, name="Bedroom"), NOW))
+    assert back[0].device.name == "Bedroom"  # the first config's block applies again, as a full parse does
+    assert [p.key for p in back[0].device.points] == ["t2", "t1"]  # and the entity moves last, as before
+
+
+def test_reannouncement_restarts_composite_state() -> None:
+    light = next(m for m in CONFIGS if m.topic == "homeassistant/light/kitchen/config")  # JSON schema
+    for a in (HomeAssistantAdapter(), _Reference()):
+        a.feed(light, NOW)
+        topic = next(t for t in a.subscriptions()[2:] if "avail" not in t)
+        a.feed(Message(topic, b'{"state": "ON", "brightness": 255}'), NOW)
+        a.feed(light, NOW)
+        events = a.feed(Message(topic, b'{"brightness": 128}'), NOW)
+        values = next(e.values for e in events if isinstance(e, StateChanged))
+        assert values == {next(iter(values)): {"brightness": 50.2}}
+
+
+def test_devices_with_many_entities_are_built_incrementally_as_a_rebuild_would() -> None:
+    fast, slow = HomeAssistantAdapter(), _Reference()
+    msgs = [_sensor(i, device=f"d{i // 10}") for i in range(30)]
+    assert _outcome(fast, msgs) == _outcome(slow, msgs)
+    assert len(fast.device("ha-d0").points) == 10  # type: ignore[union-attr]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(range(len(MESSAGES) + 4)), max_size=40), st.integers(0, 3))
+def test_shortcuts_change_no_event(picks: list[int], repeats: int) -> None:
+    extra = [_sensor(1), _sensor(2, name="Other"), Message(_sensor(1).topic, b""), _sensor(3, device="dev2")]
+    pool = MESSAGES + extra
+    msgs = [pool[i] for i in picks]
+    msgs += [m for m in msgs if m.topic.endswith("/config")] * repeats  # HA restarting: every config again
+    assert _outcome(HomeAssistantAdapter(), msgs) == _outcome(_Reference(), msgs)
+
+
+def test_a_point_key_over_200_characters_is_refused_and_counted() -> None:
+    from datetime import UTC, datetime
+
+    from hub.adapters.base import Rejected
+    from hub.adapters.homeassistant import HomeAssistantAdapter
+    from hub.wire import Message
+
+    adapter = HomeAssistantAdapter()
+    now = datetime.now(UTC)
+    name = "a" * 150  # keys are cut to 120 characters; a clash then appends the component
+    config = b'{"stat_t": "x/state", "name": "' + name.encode() + b'", "dev": {"ids": "d1"}}'
+    adapter.feed(Message(f"homeassistant/sensor/{name}/config", config, retain=True), now)
+    odd = "c" * 100  # HA's own matcher takes any word as a component; we stay as lenient
+    with pytest.raises(Rejected) as caught:
+        adapter.feed(Message(f"homeassistant/{odd}/{name}/config", config, retain=True), now)
+    assert caught.value.reason == "bad_key"
+    assert adapter.counters["bad_key"] == 1
