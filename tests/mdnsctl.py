@@ -7,15 +7,15 @@ import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from zeroconf import IPVersion, ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
 
 from hub import mdns
+from tests import captures
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mdns"
+FIXTURES = captures.FIXTURES / "mdns"
 LOOPBACK = ["127.0.0.1"]
 WAIT = 10.0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +25,9 @@ from hub.model import (
     StateChanged,
 )
 from hub.wire import Message
+from tests import captures
 
-# CI checks the repository out with shared/ beside it: <root>/main (this repo) and <root>/shared.
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
+FIXTURES = captures.FIXTURES
 HA = FIXTURES / "ha_discovery"
 NOW = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
 # The TS130F capture has no topic; this is the one Zigbee2MQTT uses for it (see the manifest).

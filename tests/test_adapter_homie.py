@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,30 +23,22 @@ from hub.model import (
     StateChanged,
 )
 from hub.wire import Message, topic_matches
+from tests import captures
+from tests.captures import outcome
 
 # CI checks the project out with shared/ beside it (/work/main and /work/shared here).
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures" / "homie"
+FIXTURES = captures.FIXTURES / "homie"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FILES = sorted(p.name for p in FIXTURES.glob("*.json"))
 DUMPS = sorted(p.name for p in FIXTURES.glob("*.txt"))
 
 
-def outcome(call: Callable[[], Any]) -> Any:
-    """What a call returned, or the Rejected it raised (any other exception propagates)."""
-    try:
-        return call()
-    except Rejected as exc:
-        return exc
-
-
 def fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text())  # type: ignore[no-any-return]
+    return captures.fixture("homie", name)
 
 
 def message(name: str, *, retain: bool | None = None) -> Message:
-    fx = fixture(name)
-    keep = bool(fx.get("retained")) if retain is None else retain
-    return Message(fx["topic"], fx["payload_raw"].encode(), retain=keep)
+    return captures.message("homie", name, retain=retain)
 
 
 def dump(name: str) -> list[Message]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,26 +24,20 @@ from hub.model import (
     StateChanged,
 )
 from hub.wire import Message
+from tests import captures
 
-# CI checks the repository out with shared/ beside it: <root>/main (this repo) and <root>/shared.
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures"
+FIXTURES = captures.FIXTURES
 Z2M = FIXTURES / "zigbee2mqtt"
 NOW = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
 SAMPLE = "bridge_devices_sample.json"
 
 
 def fixture(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((Z2M / name).read_text(encoding="utf-8"))
-    return data
+    return captures.fixture("zigbee2mqtt", name)
 
 
 def message(name: str, topic: str | None = None, retain: bool | None = None) -> Message:
-    fx = fixture(name)
-    return Message(
-        topic or fx["topic"],
-        fx["payload_raw"].encode(),
-        retain=bool(fx.get("retained")) if retain is None else retain,
-    )
+    return captures.message("zigbee2mqtt", name, topic=topic, retain=retain)
 
 
 def network() -> list[dict[str, Any]]:

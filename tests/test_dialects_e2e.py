@@ -25,10 +25,11 @@ from hub.adapters import build_adapters
 from hub.config import Discovery
 from hub.model import DeviceDiscovered
 from hub.wire import Message
+from tests import captures
 from tests.brokers import Mosquitto
 from tests.hubctl import config_text, make_config, running_hub, watching
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = captures.FIXTURES
 
 Pub = tuple[str, bytes, bool]  # topic, payload, retain
 

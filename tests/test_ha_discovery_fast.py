@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from hub.adapters.common import trusted
 from hub.adapters.homeassistant import HomeAssistantAdapter, _HaDevice
 from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged
 from hub.wire import Message
+from tests import captures
 
-HA = Path(__file__).parents[2] / "shared" / "fixtures" / "ha_discovery"
+HA = captures.FIXTURES / "ha_discovery"
 NOW = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
 COVER_TOPIC = "homeassistant/cover/0xa4c138b5bc064c64/cover/config"
 

@@ -13,10 +13,11 @@ import aiomqtt
 import pytest
 
 from hub.store import Store
+from tests import captures
 from tests.brokers import Mosquitto, free_port, wait_port
 from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, watching
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"  # CI lays shared/ beside the checkout
+FIXTURES = captures.FIXTURES
 SWITCH = "z2m-0x00124b001e73227f"  # BASICZBR3 relay, friendly name 0x00124b001e73227f1
 WINDOW = "z2m-0x00158d0001e1a85a"  # MCCGQ01LM contact, friendly name livingroom/window
 

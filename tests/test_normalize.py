@@ -12,9 +12,10 @@ import pytest
 
 from hub.normalize import LineRejected, normalize, parse_line
 from hub.wire import Message
+from tests import captures
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
-SAMPLE = Path(__file__).parents[2] / "shared" / "fixtures" / "zigbee2mqtt" / "bridge_devices_sample.json"
+SAMPLE = captures.FIXTURES / "zigbee2mqtt" / "bridge_devices_sample.json"
 
 
 def hub(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import ClassVar, Protocol
@@ -35,3 +36,20 @@ class Adapter(Protocol):
     def encode(self, device: Device, values: Mapping[str, Value]) -> list[Message]:
         """The messages that set these normalized values on the device; raise Rejected if it cannot."""
         ...
+
+
+class CountedFeed:
+    """Base of adapters whose `feed` counts every rejection by reason before raising it."""
+
+    counters: Counter[str]
+
+    def feed(self, msg: Message, now: datetime) -> list[Event]:
+        """Turn one message into normalized events; raise Rejected (counted) for anything malformed."""
+        try:
+            return self._feed(msg, now)
+        except Rejected as exc:
+            self.counters[exc.reason] += 1
+            raise
+
+    def _feed(self, msg: Message, now: datetime) -> list[Event]:
+        raise NotImplementedError

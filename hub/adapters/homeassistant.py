@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from hub.adapters.base import Rejected
+from hub.adapters.base import CountedFeed, Rejected
 from hub.adapters.common import (
     converter,
     decode_object,
@@ -793,7 +793,7 @@ def _merge_point(points: dict[str, Point], p: Point) -> int:
 # ---------------------------------------------------------------------------------- adapter
 
 
-class HomeAssistantAdapter:
+class HomeAssistantAdapter(CountedFeed):
     """Home Assistant MQTT discovery dialect (single-component and device-based configs)."""
 
     name: ClassVar[str] = "homeassistant"
@@ -825,14 +825,6 @@ class HomeAssistantAdapter:
         return self._device_of(d) if d else None
 
     # -- feed -------------------------------------------------------------------------------
-
-    def feed(self, msg: Message, now: datetime) -> list[Event]:
-        """Normalize one discovery, state or availability message."""
-        try:
-            return self._feed(msg, now)
-        except Rejected as exc:
-            self.counters[exc.reason] += 1
-            raise
 
     def _feed(self, msg: Message, now: datetime) -> list[Event]:
         events: list[Event] = []

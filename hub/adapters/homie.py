@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from hub.adapters.base import Rejected
+from hub.adapters.base import CountedFeed, Rejected
 from hub.adapters.common import decode_object, decode_text, normalize_mac, number, to_canonical
 from hub.model import (
     Availability,
@@ -168,7 +168,7 @@ class _Dev:
     device: Device | None = None
 
 
-class HomieAdapter:
+class HomieAdapter(CountedFeed):
     """Homie 5 devices under any root (`+/5/...`) and Homie 4 devices under `prefix`."""
 
     name: ClassVar[str] = "homie"
@@ -185,14 +185,6 @@ class HomieAdapter:
         """v5 on any root (SPAN panels use `ebus/5/`), v4 attributes and values under the prefix."""
         p = self.prefix
         return ["+/5/+/$state", "+/5/+/$description", "+/5/+/+/+", f"{p}/+/+", f"{p}/+/+/+", f"{p}/+/+/+/+"]
-
-    def feed(self, msg: Message, now: datetime) -> list[Event]:
-        """Turn one message into normalized events; raise Rejected for anything malformed."""
-        try:
-            return self._feed(msg, now)
-        except Rejected as exc:
-            self.counters[exc.reason] += 1
-            raise
 
     def _feed(self, msg: Message, now: datetime) -> list[Event]:
         route = self._routes.get(msg.topic)

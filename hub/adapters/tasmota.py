@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from hub.adapters.base import Rejected
+from hub.adapters.base import CountedFeed, Rejected
 from hub.adapters.common import decode_object, decode_text, normalize_mac, number, to_canonical
 from hub.model import (
     Availability,
@@ -144,7 +144,7 @@ class _Dev:
 Handler = Callable[["TasmotaAdapter", _Dev, Message, datetime], list[Event]]
 
 
-class TasmotaAdapter:
+class TasmotaAdapter(CountedFeed):
     """Tasmota devices found through `tasmota/discovery/<MAC>/config` and `/sensors`."""
 
     name: ClassVar[str] = "tasmota"
@@ -169,14 +169,6 @@ class TasmotaAdapter:
             }
         )
         return own + extra
-
-    def feed(self, msg: Message, now: datetime) -> list[Event]:
-        """Turn one message into normalized events; raise Rejected for anything malformed."""
-        try:
-            return self._feed(msg, now)
-        except Rejected as exc:
-            self.counters[exc.reason] += 1
-            raise
 
     def _feed(self, msg: Message, now: datetime) -> list[Event]:
         route = self._routes.get(msg.topic)

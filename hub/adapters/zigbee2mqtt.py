@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final
 
-from hub.adapters.base import Rejected
+from hub.adapters.base import CountedFeed, Rejected
 from hub.adapters.common import (
     converter,
     decode_json,
@@ -762,7 +762,7 @@ _ROLE_STATE, _ROLE_AVAILABILITY = 0, 1
 _NOT_VALUES = frozenset({"last_seen", "linkquality", "elapsed", "update", "update_available", "color_mode"})
 
 
-class Zigbee2MqttAdapter:
+class Zigbee2MqttAdapter(CountedFeed):
     """Zigbee2MQTT dialect: map topics by friendly name from bridge/devices, decode with precomputed tables."""
 
     name: ClassVar[str] = "zigbee2mqtt"
@@ -791,14 +791,6 @@ class Zigbee2MqttAdapter:
         return d.device if d else None
 
     # -- feed -------------------------------------------------------------------------------
-
-    def feed(self, msg: Message, now: datetime) -> list[Event]:
-        """Normalize one message under the base topic."""
-        try:
-            return self._feed(msg, now)
-        except Rejected as exc:
-            self.counters[exc.reason] += 1
-            raise
 
     def _feed(self, msg: Message, now: datetime) -> list[Event]:
         route = self._routes.get(msg.topic)
