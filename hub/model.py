@@ -309,6 +309,22 @@ class CommandFailed(_Event):
     reason: str
 
 
+class AlertTransition(_Event):
+    """An alert moved on its lifecycle (raised, notified, acknowledged, resolved, ...), as audited."""
+
+    type: Literal["alert_changed"] = "alert_changed"
+    alert_id: str
+    rule_id: str
+    rule_kind: str
+    room: str | None = None
+    severity: str
+    state: str
+    transition: str
+    actor: str | None = None
+    channel: str | None = None
+    note: str | None = None
+
+
 Event = Annotated[
     StateChanged
     | AvailabilityChanged
@@ -317,7 +333,8 @@ Event = Annotated[
     | DeviceAdopted
     | DeviceRemoved
     | CommandSent
-    | CommandFailed,
+    | CommandFailed
+    | AlertTransition,
     Field(discriminator="type"),
 ]
 

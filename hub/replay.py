@@ -48,6 +48,8 @@ from hub.normalize import LineRejected, parse_line
 from hub.registry import Forward, Named, Registry
 from hub.rules.effects import Act, AlertChanged
 from hub.rules.engine import Engine
+from hub.rules.library import RoutineChangeRule
+from hub.rules.routine import Digest, describe
 from hub.rules.spec import parse_rules
 from hub.wire import Message, topic_matches
 
@@ -328,6 +330,7 @@ class Result:
     start: datetime | None = None
     end: datetime | None = None
     skipped: Counter[str] = field(default_factory=Counter)
+    digests: dict[str, Digest] = field(default_factory=dict)  # routine_change rule -> its last week
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Per rule: alerts by severity and actions taken."""
@@ -407,6 +410,9 @@ async def run(config: Config, recording: Recording, *, all_devices: bool = False
     engine.advance(end)
     _collect(engine, result, by_id)
     result.end = end
+    for rule in engine.rules.values():
+        if isinstance(rule, RoutineChangeRule) and (digest := rule.digest(end)) is not None:
+            result.digests[rule.id] = digest
     result.skipped.update(feeder.skipped)
     return result
 
@@ -467,6 +473,7 @@ def as_json_lines(result: Result) -> Iterator[str]:
             "start": result.start.isoformat() if result.start else None,
             "end": result.end.isoformat() if result.end else None,
             "skipped": dict(result.skipped),
+            "digests": {rule_id: d.as_dict() for rule_id, d in result.digests.items()},
         },
         ensure_ascii=False,
     )
@@ -489,6 +496,9 @@ def as_table(result: Result, tz: ZoneInfo, lang: Language) -> str:
     for rule_id, row in result.summary().items():
         parts = [f"{k} {v}" for k, v in row.items()]
         lines.append(f"  {rule_id:<24} {', '.join(parts)}")
+    for rule_id, digest in result.digests.items():
+        lines.append(f"weekly digest of {rule_id} (last 7 days; the 2 weeks before in brackets):")
+        lines.append(f"  {describe(digest, lang)}")
     if result.skipped:
         lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in result.skipped.most_common(10)))
     return "\n".join(lines)

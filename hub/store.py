@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -792,6 +792,33 @@ class Store:
         query = sa.select(ranked.c.device_id, ranked.c.ts, ranked.c["values"]).where(ranked.c.rank == 1)
         with self.engine.connect() as conn:
             return {device_id: (ts, values) for device_id, ts, values in conn.execute(query)}
+
+    def device_history_since(
+        self, device_ids: Collection[str], since: datetime, limit: int = 200_000
+    ) -> tuple[list[tuple[datetime, str, dict[str, Any]]], list[tuple[datetime, str, dict[str, Any]]]]:
+        """State rows (ts, device, values) and point events (ts, device, payload) of some devices since a moment.
+
+        Bounded: at most `limit` of each, the newest kept, oldest first.
+        """
+        cut, ids = _aware(since, "since"), sorted(device_ids)
+        if not ids:
+            return [], []
+        states = (
+            sa.select(STATE.c.ts, STATE.c.device_id, STATE.c["values"])
+            .where(STATE.c.device_id.in_(ids), STATE.c.ts >= cut)
+            .order_by(STATE.c.ts.desc(), STATE.c.id.desc())
+            .limit(limit)
+        )
+        points = (
+            sa.select(EVENT.c.ts, EVENT.c.device_id, EVENT.c.payload)
+            .where(EVENT.c.type == "point_event", EVENT.c.device_id.in_(ids), EVENT.c.ts >= cut)
+            .order_by(EVENT.c.ts.desc(), EVENT.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            state_rows = [(ts, dev, values) for ts, dev, values in conn.execute(states)]
+            point_rows = [(ts, dev, payload) for ts, dev, payload in conn.execute(points)]
+        return state_rows[::-1], point_rows[::-1]
 
     def count(self, table_name: str) -> int:
         """Rows in one of the store's tables."""

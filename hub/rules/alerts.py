@@ -308,6 +308,10 @@ class AlertBook:
         self.timers.arm(self._key(alert), OWNER, now + wait, {"stage": "step", "step": step + 1})
 
     def _send(self, alert: Alert, step: int, tier: int | None, reason: str) -> None:
+        if alert.severity == "info":
+            # RULES.md: info goes to the daily digest only, never to a caregiver's phone.
+            self.counters["info_not_sent"] += 1
+            return
         if self.notify:
             self.out.append(Notify(alert.id, step, tier, reason))
 

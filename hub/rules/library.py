@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
 
 from typing_extensions import override
@@ -19,7 +19,10 @@ from typing_extensions import override
 from hub.api import HouseMode, Language, Severity
 from hub.config import Role
 from hub.model import Availability, AvailabilityState, Kind, Value
+from hub.rules.alerts import AlertRequest
 from hub.rules.engine import Engine, Input
+from hub.rules.messages import LANGUAGES
+from hub.rules.routine import LABELS, Category, Change, Digest, describe, weekly_digest
 from hub.rules.spec import (
     ApplianceLeftOn,
     BathroomTooLong,
@@ -1296,6 +1299,8 @@ class RoutineChangeRule(Rule):
     kind = "routine_change"
     spec: RoutineChange
     SAMPLES = 60  # silences kept per hour of the week
+    HISTORY = timedelta(days=28)  # what a restart reloads from the store, and what the digest keeps
+    DIGEST_AT = time(8, 0)  # the weekly digest: Monday morning, local time
 
     def __init__(self, spec: RuleBase, engine: Engine) -> None:
         super().__init__(spec, engine)
@@ -1303,6 +1308,7 @@ class RoutineChangeRule(Rule):
         self._gaps: list[deque[float]] = [deque(maxlen=self.SAMPLES) for _ in range(168)]
         self._first: datetime | None = None
         self._last: datetime | None = None
+        self.log: deque[tuple[datetime, Category]] = deque()  # activity by category, for the digest
 
     @override
     def select(self, inp: Input) -> str | None:
@@ -1328,16 +1334,28 @@ class RoutineChangeRule(Rule):
         """How long a silence starting now may last before it is unusual."""
         return max(self.spec.floor, self.usual(ts) * self.spec.factor)
 
-    @override
-    def on_value(self, tag: str, inp: Input, value: Value, ts: datetime) -> None:
+    def _category(self, tag: str, inp: Input, value: Value) -> Category:
+        if tag == "exit":
+            return "exit" if value is True else "other"
+        if inp.room in self.rooms("bathroom"):
+            return "bathroom"
+        return "kitchen" if inp.room in self.rooms("kitchen") else "other"
+
+    def _note(self, tag: str, inp: Input, value: Value, ts: datetime) -> bool:
+        # Learn one value: a silence that ended, and the activity log; whether it was activity.
         if not self.is_activity(tag, inp, value, self._power):
-            return
+            return False
         if self._last is not None and ts > self._last:
             self._gaps[self._hour(self._last)].append((ts - self._last).total_seconds())
         self._first = self._first or ts
-        self._last = ts
-        self.clear(None, "activity")
-        if ts - self._first >= timedelta(days=self.spec.min_days):
+        self._last = ts if self._last is None else max(self._last, ts)
+        self.log.append((ts, self._category(tag, inp, value)))
+        while self.log and self.log[0][0] < ts - self.HISTORY:
+            self.log.popleft()
+        return True
+
+    def _arm(self, ts: datetime) -> None:
+        if self._first is not None and ts - self._first >= timedelta(days=self.spec.min_days):
             limit = self.threshold(ts)
             data = {
                 "since": _iso(ts),
@@ -1350,7 +1368,24 @@ class RoutineChangeRule(Rule):
             self.e.disarm(self, "silence")
 
     @override
+    def on_value(self, tag: str, inp: Input, value: Value, ts: datetime) -> None:
+        if not self._note(tag, inp, value, ts):
+            return
+        self.clear(None, "activity")
+        self._arm(ts)
+
+    @override
+    def start(self) -> None:
+        if self.e.armed(self, "digest") is None:
+            monday = self.e.local().date() - timedelta(days=self.e.local().weekday())
+            first = at_local(monday, self.DIGEST_AT, self.e.tz)
+            self.e.arm(self, "digest", first if first > self.e.now else first + timedelta(days=7))
+
+    @override
     def on_timer(self, name: str, data: dict[str, Any]) -> None:
+        if name == "digest":
+            self._digest()
+            return
         since = _at(data["since"])
         severity: Severity = "warning" if data.get("severity") == "warning" else "info"
         self.alert(
@@ -1365,13 +1400,44 @@ class RoutineChangeRule(Rule):
             limit = timedelta(seconds=float(data["limit"]))
             self.e.arm(self, "silence", since + 2 * limit, {**data, "severity": "warning"})
 
-    def seed(self, times: list[datetime]) -> None:
-        """Learn from stored activity history (oldest first) without raising anything."""
-        for ts in times:
-            if self._last is not None and ts > self._last:
-                self._gaps[self._hour(self._last)].append((ts - self._last).total_seconds())
-            self._first = self._first or ts
-            self._last = ts
+    def digest(self, end: datetime) -> Digest | None:
+        """The weekly routine digest for the week before `end` (None without three weeks of history)."""
+        return weekly_digest(list(self.log), end, self.e.tz)
+
+    def _digest(self) -> None:
+        self.e.arm(self, "digest", self.e.now + timedelta(days=7))
+        digest = self.digest(self.e.now)
+        if digest is None or self.e.muted(self):
+            return
+        flagged = ", ".join(LABELS[m.name]["en"] for m in digest.flagged) or "none"
+        message: dict[Language, str] = {lang: describe(digest, lang) for lang in LANGUAGES}
+        advice: dict[Language, str] = {
+            "zh-CN": "每周作息摘要（括号内为前两周平均）。变化 30% 以上的项目值得和老人聊一聊。",
+            "en": f"Weekly routine digest (previous two weeks in brackets); changed by 30 % or more: {flagged}.",
+        }
+        # Its own alert key: the digest is information beside a silence alert, never a repeat of it.
+        request = AlertRequest(
+            rule_id=f"{self.id}.digest",
+            rule_kind=self.kind,
+            room=None,
+            severity="info",
+            message=message,
+            advice=advice,
+            trigger=self.e.trigger,
+        )
+        self.e.book.raise_(request, self.e.now)
+
+    def learn(self, history: list[Change]) -> int:
+        """Learn from stored changes (oldest first) without raising anything, then arm the silence; how many."""
+        routes = {(i.device_id, i.key): (t, i) for t, i in self.my_inputs()}
+        learnt = 0
+        for change in history:
+            route = routes.get((change.device_id, change.key))
+            if route is not None and self._note(route[0], route[1], change.value, change.ts):
+                learnt += 1
+        if self._last is not None and self.e.armed(self, "silence") is None:
+            self._arm(self._last)
+        return learnt
 
 
 def _matches_point(match: Match, inp: Input) -> bool:

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from hub.api import AckRequest, AlertView, HouseMode, ModeState, RuleSetRequest, RuleView, Topics
+from hub.api import EVENT_ADAPTER, AckRequest, AlertView, HouseMode, ModeState, RuleSetRequest, RuleView, Topics
 from hub.clock import Clock
 from hub.config import Config
 from hub.health import RULE_PREFIX as HEALTH_RULE_PREFIX
 from hub.health import Problem
-from hub.model import Event, Value
+from hub.model import AlertTransition, Event, Value
 from hub.mqtt import Link
 from hub.notify import Notifier
 from hub.registry import CommandRefused, Registry
@@ -36,6 +36,8 @@ from hub.rules.effects import (
     TimerSaved,
 )
 from hub.rules.engine import Engine, RuleRefused
+from hub.rules.library import RoutineChangeRule
+from hub.rules.routine import changes, point_changes
 from hub.rules.spec import parse_rules
 from hub.store import Store, StoreError
 
@@ -82,11 +84,29 @@ class RulesRuntime:
         alerts = await asyncio.to_thread(self.store.load_open_alerts)
         self.engine.now = self.clock.now()
         self.engine.restore(timers, alerts)
+        await self._relearn()
         log.info(
             "rules: %d rules, %d open alerts, %d deadlines restored", len(self.engine.rules), len(alerts), len(timers)
         )
         self._kick()
         return self.engine.mode
+
+    async def _relearn(self) -> None:
+        # routine_change knows the usual silences only from history: read it back, off the loop.
+        for rule in self.engine.rules.values():
+            if not isinstance(rule, RoutineChangeRule):
+                continue
+            ids = {inp.device_id for _, inp in rule.my_inputs()}
+            since = self.engine.now - rule.HISTORY
+            try:
+                states, points = await asyncio.to_thread(self.store.device_history_since, ids, since)
+            except StoreError as exc:
+                self.counters["history_failed"] += 1
+                log.error("rules: could not read %s's history, learning from now on: %s", rule.id, exc)
+                continue
+            history = changes(states, point_changes(points))
+            learnt = rule.learn(history)
+            log.info("rules: %s learnt %d activities from %d stored changes", rule.id, learnt, len(history))
 
     async def run(self) -> None:
         """Fire deadlines on time and carry out effects, until cancelled."""
@@ -236,8 +256,29 @@ class RulesRuntime:
                 await self._link().set_retained(topic, view.model_dump_json().encode())
             else:
                 await self._link().clear_retained(topic)
+            await self._transitions(effect)
         if any(row.transition == "raised" for row in effect.audits):
             log.warning("alert %s raised: %s", view.id, view.message.get("en", ""))
+
+    async def _transitions(self, effect: AlertChanged) -> None:
+        # Every audited transition is also a hub event: logged like the others and told on `events`.
+        view = effect.view
+        for row in effect.audits:
+            event = AlertTransition(
+                ts=row.ts,
+                alert_id=view.id,
+                rule_id=view.rule_id,
+                rule_kind=view.rule_kind,
+                room=view.room,
+                severity=view.severity,
+                state=view.state,
+                transition=row.transition,
+                actor=row.actor,
+                channel=row.channel,
+                note=row.note,
+            )
+            self.store.record_event(event)
+            await self._link().publish(self.topics.events, EVENT_ADAPTER.dump_json(event))
 
     async def _notify(self, effect: Notify) -> None:
         alert = self.engine.book.get(effect.alert_id)
