@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -168,6 +168,22 @@ class RuleView(Frozen):
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+class DayActivity(Frozen):
+    """One local day of a home's activity: counts per room by hour, night bathroom visits, first activity."""
+
+    rooms: dict[str, list[int]]  # room -> 24 counts, local hours 0-23
+    night_bathroom_visits: list[datetime]  # starts, in the night ending this day
+    first_activity: datetime | None = None  # local time, outside the night window (22:00-07:00)
+
+
+class ActivitySummary(Frozen):
+    """`activity`: retained today's and yesterday's activity, kept by the hub from its stored history."""
+
+    ts: datetime  # as of this moment: every event forwarded before it is counted
+    timezone: str  # the home's time zone, which days and hours are in
+    days: dict[date, DayActivity]
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Every hub API topic of one home, built from the topic root `hub/<home id>`."""
@@ -218,6 +234,11 @@ class Topics:
     def rule(self, rule_id: str) -> str:
         """Retained rule status."""
         return f"{self.root}/rules/{rule_id}"
+
+    @property
+    def activity(self) -> str:
+        """Retained activity summary of today and yesterday (ActivitySummary)."""
+        return f"{self.root}/activity"
 
     @property
     def health(self) -> str:

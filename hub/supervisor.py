@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hub import __version__, mdns
+from hub.activity import ActivityBook
 from hub.adapters import BY_PROTOCOL, build_adapters
 from hub.adapters.base import Adapter, Rejected
 from hub.api import (
@@ -118,6 +119,9 @@ class Hub:
             on_mode=self._mode_changed,
         )
         self.listeners.append(self.rules.listener)
+        # Today's and yesterday's activity per room, retained on `activity` for every TUI.
+        self.activity = ActivityBook(config.home.timezone, self._device_of, self.clock)
+        self.listeners.append(self.activity.listener)
         # The hub's own health alerts (disk, broker, backup) escalate like any other alert.
         self.care.sink = self.rules
         self.mdns_browser: mdns.Browser | None = None  # while mDNS discovery runs
@@ -151,6 +155,7 @@ class Hub:
         )
         self.registry.seed(devices, states)
         self.mode = await self.rules.restore()
+        await self.activity.restore(self.store, list(self.registry.records))
         self.link = link = Link(
             self._link_settings(), clock=self.clock, on_drop=lambda reason: self.counters.update([f"dropped.{reason}"])
         )
@@ -166,6 +171,7 @@ class Hub:
                 tg.create_task(self.rules.run(), name="rules")
                 tg.create_task(self.care.run(link), name="box-care")
                 tg.create_task(self._retention(), name="retention")
+                tg.create_task(self.activity.run(link, self.topics), name="activity")
                 tg.create_task(self._publish_initial(), name="initial-publish")
                 tg.create_task(self._expire_pending(), name="inbox-expiry")
                 if self.config.discovery.mdns.enabled:
@@ -310,6 +316,10 @@ class Hub:
                 self.counters["expiry_failed"] += 1
                 log.warning("inbox expiry failed (will retry in %.0f s): %s", every, exc)
             await self.clock.sleep(every)
+
+    def _device_of(self, device_id: str) -> Device | None:
+        rec = self.registry.get(device_id)
+        return rec.device if rec is not None else None
 
     def _link(self) -> Link:
         if self.link is None:

@@ -15,9 +15,10 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.css.styles import RulesMap
 from textual.screen import ModalScreen
 from textual.theme import Theme
-from textual.visual import RichVisual
+from textual.visual import RichVisual, VisualType
 from textual.widgets import ContentSwitcher, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -146,6 +147,33 @@ class _Item(RichVisual):
         if height is None:
             height = self._heights[width] = super().get_height(rules, width)
         return height
+
+
+class ItemList(OptionList):
+    """An OptionList that can change one item's text while keeping every other item's rendering."""
+
+    def replace_in_place(self, index: int, prompt: VisualType) -> None:
+        """Replace one item's text; only its own lines are redrawn when its height stays the same.
+
+        OptionList's own replace clears the rendering of every item and redraws the whole list:
+        with 500 alerts, one acknowledgement cost a frame of full redraw (textual 8.2 internals).
+        """
+        option = self.get_option_at_index(index)
+        before = self._heights.get(index)
+        option._set_prompt(prompt)
+        cache = self._option_render_cache
+        for key in [k for k in cache.keys() if k[0] is option]:  # noqa: SIM118 (an LRUCache, not a dict)
+            cache.discard(key)
+        padding = self.get_component_styles("option-list--option").padding
+        width = self.scrollable_content_region.width - self._get_left_gutter_width() - padding.width
+        if width <= 0:
+            self._clear_caches()  # not shown (another view is current): measured when it is
+            return
+        after = self._get_visual(option).get_height(cast("RulesMap", self.styles), width) + option._divider
+        if after != before:
+            self._clear_caches()  # the lines below move: the layout of the list changes
+            return
+        self.refresh_lines(self._index_to_line[index], after)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +308,7 @@ class CaregiverApp(App[None]):
         self.said = ""  # the last action's result, shown until the next one
         self.device_id: str | None = None  # the device whose detail is shown
         self._dirty: set[str] = set()
+        self._shown: dict[str, Text] = {}  # Static selector -> the text it shows
         self._flush_scheduled = False
         self._rang_for: set[str] = set()
         self._prompts: dict[str, dict[str, Text]] = {}  # list id -> item id -> its text (undecorated)
@@ -316,17 +345,17 @@ class CaregiverApp(App[None]):
         yield Static(id="tabs")
         with ContentSwitcher(id="views", initial=self.current):
             if self.fleet_mode:
-                yield OptionList(id="fleet")
+                yield ItemList(id="fleet")
             else:
-                yield OptionList(id="alerts")
-                yield OptionList(id="home")
+                yield ItemList(id="alerts")
+                yield ItemList(id="home")
                 with VerticalScroll(id="activity"):
                     yield Static(id="activity-body")
-                yield OptionList(id="inbox")
-                yield OptionList(id="rules")
+                yield ItemList(id="inbox")
+                yield ItemList(id="rules")
                 with VerticalScroll(id="mode"):
                     yield Static(id="mode-head")
-                    yield OptionList(id="modes")
+                    yield ItemList(id="modes")
                 with VerticalScroll(id="device"):
                     yield Static(id="device-body")
             with VerticalScroll(id="help"):
@@ -448,7 +477,7 @@ class CaregiverApp(App[None]):
             text.append("\n" + ctx.t("link.down", why=self.link_status.last_error), style=ctx.style("critical"))
         if self.paused:
             text.append("\n" + ctx.t("paused"), style=ctx.style("warning", bold=True))
-        self.query_one("#top", Static).update(text)
+        self._show("#top", text)
 
     def _critical(self) -> list[tuple[str, AlertView]]:
         return [(h.home_id, a) for h in self.fleet.homes.values() for a in h.critical_unacknowledged()]
@@ -459,7 +488,18 @@ class CaregiverApp(App[None]):
         critical = [a for _, a in found]
         banner.set_class(bool(critical), "-shown")
         home = found[0][0] if found and self.fleet_mode else None
-        banner.update(render.banner_text(ctx, critical, home) if critical else "")
+        self._show("#banner", render.banner_text(ctx, critical, home) if critical else Text(""))
+
+    def _show(self, selector: str, content: Text) -> None:
+        """Update a Static only when what it shows changed.
+
+        Every update of a Static of automatic height refreshes the screen's layout and so repaints
+        every widget, the 500-alert list included: skipping equal texts keeps updates local.
+        """
+        if self._shown.get(selector) == content:
+            return
+        self._shown[selector] = content
+        self.query_one(selector, Static).update(content)
 
     def _draw_tabs(self, ctx: Ctx) -> None:
         items = []
@@ -473,12 +513,12 @@ class CaregiverApp(App[None]):
                 label += f" ({len(self.home.inbox)})"
             # The current view is marked by brackets, not by colour alone.
             items.append(f"[{label}]" if view == self.current else f" {label} ")
-        self.query_one("#tabs", Static).update(Text("".join(items), style=ctx.style("info", bold=True)))
+        self._show("#tabs", Text("".join(items), style=ctx.style("info", bold=True)))
         hints = HINTS.get(self.current, []) + [h for h in COMMON_HINTS if h[0] != "m" or not self.fleet_mode]
         i = 1 if ctx.lang == "en" else 2
         text = "  ".join(f"{h[0]} {h[i]}" for h in hints)
-        self.query_one("#hints", Static).update(Text(text, style=ctx.style("muted")))
-        self.query_one("#said", Static).update(Text(self.said, style=ctx.style("foreground")))
+        self._show("#hints", Text(text, style=ctx.style("muted")))
+        self._show("#said", Text(self.said, style=ctx.style("foreground")))
 
     def _draw_view(self, view: str, ctx: Ctx) -> None:
         home = self.home
@@ -492,7 +532,7 @@ class CaregiverApp(App[None]):
             case "home":
                 self._fill("home", self._home_options(ctx, home), ctx.t("no.devices"))
             case "activity":
-                self.query_one("#activity-body", Static).update(render.activity_text(ctx, home))
+                self._show("#activity-body", render.activity_text(ctx, home))
             case "inbox":
                 options = [
                     (f"p:{d.id}", render.pending_text(ctx, d), False) for d in sorted(home.inbox.values(), key=_by_name)
@@ -505,14 +545,14 @@ class CaregiverApp(App[None]):
                 ]
                 self._fill("rules", options, ctx.t("no.rules"))
             case "mode":
-                self.query_one("#mode-head", Static).update(render.mode_header(ctx, home.mode))
+                self._show("#mode-head", render.mode_header(ctx, home.mode))
                 self._fill("modes", [(f"m:{m}", render.mode_text(ctx, m, home.mode), False) for m in MODES], "")
             case "help":
-                self.query_one("#help-body", Static).update(render.help_text(ctx))
+                self._show("#help-body", render.help_text(ctx))
             case "device":
                 device = home.devices.get(self.device_id or "")
                 body = render.detail_lines(ctx, home, device) if device else Text(ctx.t("no.devices"))
-                self.query_one("#device-body", Static).update(body)
+                self._show("#device-body", body)
             case "fleet":
                 self._fill("fleet", self._fleet_options(ctx), ctx.t("fleet.none"))
 
@@ -566,7 +606,7 @@ class CaregiverApp(App[None]):
 
     def _fill(self, list_id: str, options: list[tuple[str, Text, bool]], empty: str) -> None:
         """Show these options, keeping the highlighted item and the scroll position."""
-        ol = self.query_one(f"#{list_id}", OptionList)
+        ol = self.query_one(f"#{list_id}", ItemList)
         if not options:
             options = [("empty", Text(empty), True)]
         ids = [o[0] for o in options]
@@ -576,7 +616,7 @@ class CaregiverApp(App[None]):
             for index, (ident, prompt, disabled) in enumerate(options):
                 if shown[ident] is not prompt:
                     shown[ident] = prompt
-                    ol.replace_option_prompt_at_index(index, _Item(ol, self._look(list_id, ident, prompt, disabled)))
+                    ol.replace_in_place(index, _Item(ol, self._look(list_id, ident, prompt, disabled)))
             return
         kept = ol.highlighted_option.id if ol.highlighted_option is not None else None
         old_index, scroll = ol.highlighted, ol.scroll_y
@@ -617,14 +657,14 @@ class CaregiverApp(App[None]):
         ol = event.option_list
         list_id = ol.id or ""
         prompts = self._prompts.get(list_id)
-        if prompts is None:
+        if prompts is None or not isinstance(ol, ItemList):
             return
         before, now = self._lit.get(list_id), event.option.id
         self._lit[list_id] = now
         for ident in (before, now):
             if ident is not None and ident in prompts:
                 index = ol.get_option_index(ident)
-                ol.replace_option_prompt_at_index(index, _Item(ol, self._look(list_id, ident, prompts[ident], False)))
+                ol.replace_in_place(index, _Item(ol, self._look(list_id, ident, prompts[ident], False)))
 
     # -- timers ---------------------------------------------------------------------------
 

@@ -69,6 +69,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Built from the events seen since this screen opened.",
         "根据本界面打开后收到的事件绘制。",
     ),
+    "activity.source.hub": (
+        "From the hub's history of today and yesterday (as of {time}), updated live.",
+        "根据集线器今天和昨天的记录绘制（截至 {time}），实时更新。",
+    ),
     "pending.seen": ("seen via {via} at {time}", "经 {via} 于 {time} 发现"),
     "pending.model": ("{maker} {model}", "{maker} {model}"),
     "rule.armed": ("[OK] armed", "[OK] 已启用"),

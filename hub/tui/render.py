@@ -256,7 +256,9 @@ def activity_text(ctx: Ctx, home: Home) -> Text:
                 out.append(name + " " * (width - cell_len(name) + 2), style=ctx.style("foreground"))
                 out.append(marks + "\n", style=ctx.style("foreground", bold=True))
         out.append("\n")
-    out.append(ctx.t("activity.legend") + "\n" + ctx.t("activity.source"), style=ctx.style("muted"))
+    as_of = home.activity_as_of
+    source = ctx.t("activity.source.hub", time=ctx.clock(as_of)) if as_of else ctx.t("activity.source")
+    out.append(ctx.t("activity.legend") + "\n" + source, style=ctx.style("muted"))
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hub.api import EVENT_ADAPTER, AlertView, DeviceState, HubStatus, ModeState, RuleView
+from hub.api import EVENT_ADAPTER, ActivitySummary, AlertView, DeviceState, HubStatus, ModeState, RuleView
 from hub.model import Device, Kind, PointEvent, StateChanged, Value
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Home:
     # Local times of activity in bathrooms, for night visits (bounded to ACTIVITY_DAYS).
     bathroom: deque[datetime] = field(default_factory=lambda: deque(maxlen=5000))
     first_activity: dict[date, datetime] = field(default_factory=dict)
+    activity_as_of: datetime | None = None  # the hub's last activity summary (history before this TUI started)
 
     def sorted_alerts(self) -> list[AlertView]:
         """Open alerts, most severe first, then oldest first."""
@@ -115,7 +116,27 @@ def _event(home: Home, _p: list[str], payload: bytes, tz: tzinfo) -> None:
             record_activity(home, device.room, event.ts, tz)
 
 
+def _activity(home: Home, _p: list[str], payload: bytes, tz: tzinfo) -> None:
+    # The hub's summary counts every event it forwarded before summary.ts, including those this
+    # TUI already counted live: it replaces the live tallies, and later events add to it.
+    summary = ActivitySummary.model_validate_json(payload)
+    home.activity = Counter(
+        {
+            (room, day, hour): count
+            for day, d in summary.days.items()
+            for room, counts in d.rooms.items()
+            for hour, count in enumerate(counts[:24])
+            if count
+        }
+    )
+    home.first_activity = {day: d.first_activity.astimezone(tz) for day, d in summary.days.items() if d.first_activity}
+    visits = (v.astimezone(tz) for d in summary.days.values() for v in d.night_bathroom_visits)
+    home.bathroom = deque(visits, maxlen=home.bathroom.maxlen)
+    home.activity_as_of = summary.ts
+
+
 ROUTES: list[tuple[tuple[str, ...], Section, Apply]] = [
+    (("activity",), "events", _activity),
     (("status",), "status", _status),
     (("mode",), "mode", _mode),
     (("events",), "events", _event),
