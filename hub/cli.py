@@ -320,7 +320,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
             (("--count",), {"type": int, "help": "stop after this many state messages"}),
             (
                 ("--dialect",),
-                {"default": "zigbee2mqtt", "help": "zigbee2mqtt, homeassistant, tasmota, shelly, homie or mixed"},
+                {
+                    "default": "zigbee2mqtt",
+                    "help": "a dialect, or mixed (all five) or retained (those with retained discovery)",
+                },
             ),
             (("--no-announce",), {"action": "store_true", "help": "skip the retained discovery messages"}),
         ],

@@ -66,6 +66,7 @@ _HINTS: dict[str, str] = {
 # sockets, TLS failures and unreadable certificate files (OSError covers ssl.SSLError).
 _LINK_FAULTS = (aiomqtt.MqttError, OSError)
 
+_SUBSCRIBE_GATHER = 0.05  # seconds new subscriptions wait to be sent together
 _DRAIN_BATCH = 256  # messages handled per wake-up before yielding to other tasks
 _ROUTE_CACHE_MAX = 4096  # distinct topics whose handler lists are remembered
 
@@ -185,10 +186,25 @@ def broker_filters(filters: Mapping[str, int]) -> dict[str, int]:
     Overlapping subscriptions make some brokers (amqtt) deliver one copy per matching
     filter; subscribing only the covering ones keeps the common overlaps to one copy.
     """
-    kept = {f: q for f, q in filters.items() if not any(g != f and covers(g, f) for g in filters)}
+    # Only a filter with a wildcard covers another one, and only if its literal levels before
+    # the first wildcard begin the other: indexing wildcard filters by that prefix keeps this
+    # near-linear (discovery adds filters per device, thousands of them, many with a `+`).
+    by_prefix: dict[str, list[str]] = {}
+    for g in filters:
+        levels = g.split("/")
+        first = next((i for i, level in enumerate(levels) if level in ("+", "#")), None)
+        if first is not None:
+            by_prefix.setdefault("/".join(levels[:first]), []).append(g)
+
+    def coverers(f: str) -> list[str]:
+        levels = f.split("/")
+        found = [g for i in range(len(levels) + 1) for g in by_prefix.get("/".join(levels[:i]), ())]
+        return [g for g in found if g != f and covers(g, f)]
+
+    kept = {f: q for f, q in filters.items() if not coverers(f)}
     for f, q in filters.items():
-        for g in kept:
-            if covers(g, f) and q > kept[g]:
+        for g in coverers(f):
+            if g in kept and q > kept[g]:
                 kept[g] = q
     return kept
 
@@ -286,6 +302,7 @@ class Link:
         self._live = asyncio.Event()  # connected, subscribed, retained state and queue flushed
         self._connections = 0
         self._syncing: set[asyncio.Task[None]] = set()  # live subscriptions in flight
+        self._sync_queued = False  # a sync task is created and has not started yet
 
     # --- the connection loop -------------------------------------------------------
 
@@ -342,6 +359,7 @@ class Link:
                 self._subscribed = {}
                 for task in self._syncing:  # obsolete: the next connection subscribes everything
                     task.cancel()
+                self._sync_queued = False
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         s = self.settings
@@ -484,7 +502,10 @@ class Link:
         self._routes.append((pattern, handler))
         self._route_cache.clear()
         self._filters[pattern] = max(qos, self._filters.get(pattern, 0))
-        if self._client is not None:
+        if self._client is not None and not self._sync_queued:
+            # One sync covers every subscription asked for until it runs: a burst of
+            # discoveries costs one SUBSCRIBE, not one per device.
+            self._sync_queued = True
             task = asyncio.get_running_loop().create_task(self._sync_live(pattern))
             self._syncing.add(task)
             task.add_done_callback(self._syncing.discard)
@@ -495,6 +516,9 @@ class Link:
             await asyncio.wait(set(self._syncing))
 
     async def _sync_live(self, pattern: str) -> None:
+        # A moment's wait gathers a burst of new filters (a discovery storm) into one SUBSCRIBE.
+        await asyncio.sleep(_SUBSCRIBE_GATHER)
+        self._sync_queued = False
         try:
             await self._sync_subscriptions()
         except aiomqtt.MqttError as exc:

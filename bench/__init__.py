@@ -1,0 +1,1 @@
+"""Benchmarks: each prints JSON and a table, beside its baseline measured in the same run."""

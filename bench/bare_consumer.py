@@ -1,0 +1,32 @@
+"""The baseline consumer: a bare aiomqtt subscriber that parses every state and keeps the last one per device."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+import aiomqtt
+
+SENTINEL = "zigbee2mqtt/load/0"
+
+
+async def main(port: int) -> None:
+    last: dict[str, object] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-bare") as client:
+        await client.subscribe("zigbee2mqtt/#")
+        async for msg in client.messages:
+            topic = msg.topic.value
+            try:
+                data = json.loads(msg.payload)  # type: ignore[arg-type]
+            except ValueError:
+                continue
+            last[topic] = data
+            if topic == SENTINEL and isinstance(data, dict) and data.get("temperature", 0) >= 50:
+                await client.publish("bench/echo", msg.payload)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    asyncio.run(main(p.parse_args().port))
