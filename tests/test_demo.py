@@ -87,12 +87,17 @@ async def test_demo_runs_the_home_raises_the_alert_and_leaves_nothing_behind(tmp
                 await first(w, lambda t, d, p=prefix: t.startswith(f"hub/wang-home/devices/{p}") and bool(d), 30)
             _, alert = await first(w, lambda t, d: "/alerts/" in t and bool(d) and d["rule_kind"] == "sos", 30)
             assert alert["severity"] == "critical"
-            proc.stdin.write(b"ack\n")
-            proc.stdin.flush()
-            acked = await w.wait_for(
-                f"hub/wang-home/alerts/{alert['id']}", lambda a: a is None or a["state"] == "acknowledged", 15
-            )
-            assert acked is None or acked["state"] == "acknowledged"
+            topic = f"hub/wang-home/alerts/{alert['id']}"
+            acked: Any = "never"
+            for _ in range(10):  # the demo acknowledges the alerts it has seen: it may see this one a moment later
+                proc.stdin.write(b"ack\n")
+                proc.stdin.flush()
+                try:
+                    acked = await w.wait_for(topic, lambda a: a is None or a["state"] == "acknowledged", 3)
+                    break
+                except TimeoutError:
+                    continue
+            assert acked != "never", "the alert was never acknowledged"
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.stdin.write(b"q\n")
         proc.stdin.flush()
