@@ -66,7 +66,10 @@ _HINTS: dict[str, str] = {
 # sockets, TLS failures and unreadable certificate files (OSError covers ssl.SSLError).
 _LINK_FAULTS = (aiomqtt.MqttError, OSError)
 
-_SUBSCRIBE_GATHER = 0.05  # seconds new subscriptions wait to be sent together
+# New subscriptions wait for the loop to turn once, so that filters asked for in one go
+# share a SUBSCRIBE; never longer: a device's first state often follows its discovery at
+# once, and a filter sent late loses it (50 ms lost Home Assistant states in the e2e tests).
+_SUBSCRIBE_GATHER = 0.0
 _DRAIN_BATCH = 256  # messages handled per wake-up before yielding to other tasks
 _ROUTE_CACHE_MAX = 4096  # distinct topics whose handler lists are remembered
 
@@ -516,7 +519,6 @@ class Link:
             await asyncio.wait(set(self._syncing))
 
     async def _sync_live(self, pattern: str) -> None:
-        # A moment's wait gathers a burst of new filters (a discovery storm) into one SUBSCRIBE.
         await asyncio.sleep(_SUBSCRIBE_GATHER)
         self._sync_queued = False
         try:
