@@ -16,10 +16,13 @@ from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+import paho.mqtt.client as paho
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.clock import Clock, RealClock
+from hub.mqttframe import Received
+from hub.mqttsocket import Lane, decode_paho
 from hub.wire import Message, topic_matches
 
 T = TypeVar("T")
@@ -70,7 +73,12 @@ _LINK_FAULTS = (aiomqtt.MqttError, OSError)
 # share a SUBSCRIBE; never longer: a device's first state often follows its discovery at
 # once, and a filter sent late loses it (50 ms lost Home Assistant states in the e2e tests).
 _SUBSCRIBE_GATHER = 0.0
-_DRAIN_BATCH = 256  # messages handled per wake-up before yielding to other tasks
+_YIELD_EVERY = 200  # messages handled before other tasks get a turn (a few milliseconds)
+# Messages received and not yet handled: above the high mark the link stops reading (the
+# broker holds or drops what comes, per its queue limits) until it is back under the low one,
+# so that a flood costs a bounded amount of memory instead of all of it.
+_BACKLOG_HIGH = 50_000
+_BACKLOG_LOW = 10_000
 _ROUTE_CACHE_MAX = 4096  # distinct topics whose handler lists are remembered
 
 
@@ -267,6 +275,64 @@ def _worth_logging(count: int) -> bool:
     return count & (count - 1) == 0
 
 
+class _LaneClient(aiomqtt.Client):
+    """aiomqtt's client with the lane (hub.mqttsocket) between paho and the socket.
+
+    aiomqtt 2.5 drives paho from its socket callbacks; these overrides hand the socket to
+    the lane instead, and received messages to the link in batches (aiomqtt's queue then
+    carries lists of plain messages). The overridden names are aiomqtt's own, hence the pin
+    on aiomqtt in pyproject.toml.
+    """
+
+    def __init__(self, *args: Any, deliver: Callable[[Received], None], max_payload: int, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._deliver = deliver
+        self._max_payload = max_payload
+        self.lane: Lane | None = None
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # Called from the executor thread that runs paho's connect().
+        lane = Lane(
+            self._loop,
+            client,
+            sock,
+            deliver=self._deliver,
+            fault=self._fault,
+            max_payload=self._max_payload,
+        )
+        self.lane = lane
+        client._sock = lane.view  # paho reads and writes through the lane
+
+        def start() -> None:
+            lane.start()
+            self._misc_task = self._loop.create_task(self._misc_loop())  # paho's keepalive
+
+        self._loop.call_soon_threadsafe(start)
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self.lane is not None:
+            self.lane.close()
+        if self._misc_task is not None and not self._misc_task.done():
+            self._loop.call_soon_threadsafe(self._misc_task.cancel)
+
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self.lane is not None:
+            self.lane.paho_wants_write()
+
+    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        pass  # the lane owns the writer callback
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        # QoS 1 and 2 messages, which paho decodes (it owes the broker their acknowledgement).
+        msg = decode_paho(message)
+        got = Received(messages=[msg] if msg is not None else [], undecodable=int(msg is None))
+        self._deliver(got)
+
+    def _fault(self, exc: BaseException) -> None:
+        if not self._disconnected.done():
+            self._disconnected.set_exception(exc)
+
+
 class Link:
     """One long-lived broker connection: reconnects forever, resubscribes, republishes retained state, routes.
 
@@ -301,11 +367,12 @@ class Link:
         self._route_cache: dict[str, tuple[Handler, ...]] = {}
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._pending: deque[Message] = deque()
-        self._client: aiomqtt.Client | None = None
+        self._client: _LaneClient | None = None
         self._live = asyncio.Event()  # connected, subscribed, retained state and queue flushed
         self._connections = 0
         self._syncing: set[asyncio.Task[None]] = set()  # live subscriptions in flight
         self._sync_queued = False  # a sync task is created and has not started yet
+        self._backlog = 0  # messages received, not yet handled
 
     # --- the connection loop -------------------------------------------------------
 
@@ -329,14 +396,25 @@ class Link:
         await asyncio.sleep(delay)
 
     async def _session(self) -> None:
-        # aiomqtt creates its incoming queue from `queue_type`; handing it our own
-        # instance lets the reader drain a burst without one task per message.
-        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        # aiomqtt creates its incoming queue from `queue_type`; handing it our own instance
+        # lets the lane put whole batches in it and the reader drain them without a task each.
+        inbox: asyncio.Queue[list[Message]] = asyncio.Queue()
         s = self.settings
         will = aiomqtt.Will(s.will_topic, s.will_payload, qos=1, retain=True) if s.will_topic else None
-        client = aiomqtt.Client(
+
+        def deliver(got: Received) -> None:
+            self._refused(got)
+            if got.messages:
+                inbox.put_nowait(got.messages)
+                self._backlog += len(got.messages)
+                if self._backlog > _BACKLOG_HIGH and client.lane is not None:
+                    client.lane.pause_reading()
+
+        client = _LaneClient(
             s.host,
             s.port,
+            deliver=deliver,
+            max_payload=s.max_payload_bytes,
             username=s.username,
             password=s.password,
             identifier=s.client_id,
@@ -344,7 +422,7 @@ class Link:
             keepalive=s.keepalive,
             timeout=s.timeout,
             tls_context=tls_context(s),
-            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", lambda maxsize: inbox),
+            queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", lambda maxsize: inbox),  # batches, see above
             # paho leaves Nagle's algorithm on: a command written right after a state publish
             # then waits for the broker's delayed ACK, ~40 ms (measured by bench/latency.py).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -363,8 +441,9 @@ class Link:
                 for task in self._syncing:  # obsolete: the next connection subscribes everything
                     task.cancel()
                 self._sync_queued = False
+                self._backlog = 0
 
-    async def _connected(self, client: aiomqtt.Client) -> None:
+    async def _connected(self, client: _LaneClient) -> None:
         s = self.settings
         self._connections += 1
         if self._connections > 1:
@@ -380,8 +459,7 @@ class Link:
         await self._sync_subscriptions()
         log.debug("MQTT: %d filters subscribed", len(self._subscribed))
         for topic, (payload, qos) in list(self._retained.items()):
-            await _acked(client.publish(topic, payload, qos=qos, retain=True))
-            self.stats.published += 1
+            await self._put(client, Message(topic, payload, True, qos))
         # "online" only once we listen and our retained state is back: whoever waits for it
         # (a TUI, a device bridge, a test) may then talk to the hub without losing a word.
         if s.will_topic and s.birth_payload is not None:
@@ -389,9 +467,8 @@ class Link:
         # Publishes made meanwhile were queued behind these, so order is kept.
         while self._pending:
             msg = self._pending[0]  # popped only once sent: a failure keeps it for the next connection
-            await _acked(client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
+            await self._put(client, msg)
             self._pending.popleft()
-            self.stats.published += 1
         self._live.set()
         if self._on_connect is not None:
             try:
@@ -441,37 +518,62 @@ class Link:
 
     # --- receiving -----------------------------------------------------------------
 
-    async def _read(self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
+    async def _read(self, client: _LaneClient, inbox: asyncio.Queue[list[Message]]) -> None:
+        # aiomqtt's iterator ends the session with an MqttError when the connection drops.
         async for first in client.messages:
-            await self._dispatch(first)
-            for _ in range(min(inbox.qsize(), _DRAIN_BATCH)):
-                await self._dispatch(inbox.get_nowait())
+            batch = cast("list[Message]", first)
+            while True:
+                self._backlog -= len(batch)
+                for i, msg in enumerate(batch, 1):
+                    await self._dispatch(msg)
+                    if i % _YIELD_EVERY == 0:
+                        # Handlers rarely suspend: without this, a burst would hold off the
+                        # store's writer, the rules' timers and the lane's own reads.
+                        await asyncio.sleep(0)
+                if self._backlog < _BACKLOG_LOW and client.lane is not None:
+                    client.lane.resume_reading()
+                if inbox.empty():
+                    break
+                await asyncio.sleep(0)
+                batch = inbox.get_nowait()
 
-    async def _dispatch(self, raw: aiomqtt.Message) -> None:
+    def _refused(self, got: Received) -> None:
+        # Publishes the lane refused unread (too large) or could not decode (topic not UTF-8).
+        for size in got.oversize:
+            self._too_large(size, "?")
+        if got.undecodable:
+            self.stats.received += got.undecodable
+            self.stats.unmatched += got.undecodable
+            log.warning("MQTT: dropped %d message(s) whose topic is not UTF-8", got.undecodable)
+
+    def _too_large(self, size: int, topic: str) -> None:
         stats = self.stats
         stats.received += 1
-        topic = raw.topic.value
-        payload = raw.payload
-        if len(payload) > self.settings.max_payload_bytes:
-            stats.dropped_oversize += 1
-            if self._on_drop is not None:
-                self._on_drop("too_large")
-            if _worth_logging(stats.dropped_oversize):
-                log.warning(
-                    "MQTT: dropped %d-byte message on %r (limit %d bytes; %d dropped so far)",
-                    len(payload),
-                    topic,
-                    self.settings.max_payload_bytes,
-                    stats.dropped_oversize,
-                )
+        stats.dropped_oversize += 1
+        if self._on_drop is not None:
+            self._on_drop("too_large")
+        if _worth_logging(stats.dropped_oversize):
+            log.warning(
+                "MQTT: dropped %d-byte message on %r (limit %d bytes; %d dropped so far)",
+                size,
+                topic,
+                self.settings.max_payload_bytes,
+                stats.dropped_oversize,
+            )
+
+    async def _dispatch(self, msg: Message) -> None:
+        stats = self.stats
+        topic = msg.topic
+        if len(msg.payload) > self.settings.max_payload_bytes:
+            self._too_large(len(msg.payload), topic)
             return
+        stats.received += 1
         handlers = self._route_cache.get(topic)
         if handlers is None:
             handlers = self._handlers_for(topic)
         if not handlers:
             stats.unmatched += 1
             return
-        msg = Message(topic, payload, bool(raw.retain), int(raw.qos))
         for handler in handlers:
             try:
                 result = handler(msg)
@@ -557,7 +659,21 @@ class Link:
         retained one if there is none) and counted in `stats.dropped_queue_full`.
         """
         data = payload.encode() if isinstance(payload, str) else payload
-        await self._send(Message(topic, data, retain, qos), queue=True)
+        if qos == 0:
+            self.post(topic, data, retain=retain)
+        else:
+            await self._send(Message(topic, data, retain, qos), queue=True)
+
+    def post(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """`publish` at QoS 0, which has nothing to wait for: a plain call for the per-message paths."""
+        if not self._write(topic, payload, retain):
+            self._enqueue(Message(topic, payload, retain, 0))
+
+    def keep(self, topic: str, payload: bytes) -> None:
+        """`set_retained` at QoS 0, as a plain call."""
+        self._retained[topic] = (payload, 0)
+        # Not queued when down: the next connection republishes everything remembered.
+        self._write(topic, payload, True)
 
     async def send(self, msg: Message) -> None:
         """Publish a Message (as adapters' encoders make them) with `publish`'s guarantees."""
@@ -565,14 +681,16 @@ class Link:
 
     async def set_retained(self, topic: str, payload: bytes, *, qos: int = 0) -> None:
         """Publish retained and remember it, so every later connection republishes it (brokers may forget)."""
+        if qos == 0:
+            self.keep(topic, payload)
+            return
         self._retained[topic] = (payload, qos)
-        # Not queued when down: the next connection republishes everything remembered.
         await self._send(Message(topic, payload, True, qos), queue=False)
 
     async def clear_retained(self, topic: str, *, qos: int = 0) -> None:
         """Clear a retained topic (empty retained payload) and forget it."""
         self._retained.pop(topic, None)
-        await self._send(Message(topic, b"", True, qos), queue=True)
+        await self.publish(topic, b"", retain=True, qos=qos)
 
     @property
     def retained(self) -> Mapping[str, bytes]:
@@ -583,14 +701,36 @@ class Link:
         client = self._client
         if client is not None and self._live.is_set():
             try:
-                await _acked(client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
-            except aiomqtt.MqttError as exc:
+                await self._put(client, msg)
+            except (aiomqtt.MqttError, OSError) as exc:
                 log.debug("MQTT: publish to %r failed (%s); queued for the next connection", msg.topic, exc)
             else:
-                self.stats.published += 1
                 return
         if queue:
             self._enqueue(msg)
+
+    def _write(self, topic: str, payload: bytes, retain: bool) -> bool:
+        # The lane writes a QoS 0 publish with everything else of this loop turn.
+        client = self._client
+        if client is None or client.lane is None or not self._live.is_set():
+            return False
+        try:
+            client.lane.publish(topic, payload, retain=retain)
+        except OSError as exc:  # the connection is going down; the caller queues or forgets
+            log.debug("MQTT: publish to %r failed (%s)", topic, exc)
+            return False
+        self.stats.published += 1
+        return True
+
+    async def _put(self, client: _LaneClient, msg: Message) -> None:
+        # QoS 0 has nothing to wait for: the lane writes it with everything else this loop
+        # turn. QoS 1 goes through paho, which owns its acknowledgement.
+        lane = client.lane
+        if msg.qos == 0 and lane is not None:
+            lane.publish(msg.topic, msg.payload, retain=msg.retain)
+        else:
+            await _acked(client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain))
+        self.stats.published += 1
 
     def _enqueue(self, msg: Message) -> None:
         pending = self._pending

@@ -445,3 +445,78 @@ async def test_bad_filter_is_refused(mosquitto: Mosquitto) -> None:
     link = Link(fast(mosquitto.url))
     with pytest.raises(ValueError, match="'#' must be"):
         link.subscribe("a/#/b", lambda m: None)
+
+
+# --- the lane: bulk reads, batched writes, QoS 0 without paho -----------------------------
+
+
+async def test_a_burst_arrives_whole_and_in_order(mosquitto: Mosquitto) -> None:
+    p = prefix()
+    link = Link(fast(mosquitto.url))
+    inbox, handler = collector()
+    link.subscribe(f"{p}/#", handler)
+    sent = [(f"{p}/d{i % 50}", f'{{"n":{i}}}'.encode()) for i in range(5000)]
+    async with running(link):
+        await link.wait_connected(WAIT)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            for topic, payload in sent:
+                await c.publish(topic, payload)
+        got = [await next_msg(inbox) for _ in sent]
+    assert [(m.topic, m.payload) for m in got] == sent
+    assert link.stats.received == 5000
+
+
+async def test_a_multi_megabyte_message_arrives_intact(mosquitto: Mosquitto) -> None:
+    p = prefix()
+    link = Link(fast(mosquitto.url, max_payload_bytes=8 * 1024 * 1024))
+    inbox, handler = collector()
+    link.subscribe(f"{p}/#", handler)
+    big = bytes(range(256)) * (5 * 4096)  # 5 MiB, like a large Zigbee2MQTT bridge/devices
+    async with running(link):
+        await link.wait_connected(WAIT)
+        await link.publish(f"{p}/big", big)
+        got = await next_msg(inbox)
+    assert got.payload == big
+
+
+async def test_a_payload_far_over_the_limit_is_refused_unread(mosquitto: Mosquitto) -> None:
+    p = prefix()
+    link = Link(fast(mosquitto.url, max_payload_bytes=1000))
+    inbox, handler = collector()
+    link.subscribe(f"{p}/#", handler)
+    async with running(link):
+        await link.wait_connected(WAIT)
+        await link.publish(f"{p}/huge", b"x" * 300_000)
+        await link.publish(f"{p}/after", b"fine")
+        got = await next_msg(inbox)
+    assert (got.topic, got.payload) == (f"{p}/after", b"fine")
+    assert link.stats.dropped_oversize == 1
+
+
+async def test_qos1_messages_come_through_paho_beside_qos0(mosquitto: Mosquitto) -> None:
+    p = prefix()
+    link = Link(fast(mosquitto.url))
+    inbox, handler = collector()
+    link.subscribe(f"{p}/#", handler, qos=1)
+    async with running(link):
+        await link.wait_connected(WAIT)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            for i in range(20):
+                await c.publish(f"{p}/x", f"{i}", qos=i % 2)
+        got = sorted([int((await next_msg(inbox)).payload) for _ in range(20)])
+    assert got == list(range(20))
+
+
+async def test_a_qos0_publish_after_a_qos1_one_is_not_overtaken(mosquitto: Mosquitto) -> None:
+    p = prefix()
+    link = Link(fast(mosquitto.url))
+    async with running(link):
+        await link.wait_connected(WAIT)
+        async with watching(mosquitto.port, f"{p}/#") as q:
+            sender = asyncio.create_task(link.publish(f"{p}/order", b"first", qos=1))
+            await asyncio.sleep(0)  # the QoS 1 publish is queued in paho, not yet written
+            await link.publish(f"{p}/order", b"second")
+            await sender
+            first = await wait_payload(q, b"first")
+            second = await wait_payload(q, b"second")
+    assert (first.payload, second.payload) == (b"first", b"second")
