@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from hub.model import Availability, Device, Event, Frozen, Value
+from hub.model import Availability, Device, Event, Frozen, Value, trusted
 
 
 class HubStatus(Frozen):
@@ -166,6 +166,20 @@ class RuleView(Frozen):
 
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_json(event: Event) -> bytes:
+    """An event as `hub/<home>/events` carries it (as EVENT_ADAPTER dumps it, minus finding its type in the union)."""
+    return type(event).__pydantic_serializer__.to_json(event)
+
+
+_STATE_FIELDS = {"ts", "values", "availability"}
+
+
+def state_json(ts: datetime | None, values: dict[str, Value], availability: Availability) -> bytes:
+    """A `devices/<id>/state` payload from the registry's already checked values (sent for every report)."""
+    state = trusted(DeviceState, {"ts": ts, "values": values, "availability": availability}, _STATE_FIELDS)
+    return DeviceState.__pydantic_serializer__.to_json(state)
 
 
 class DayActivity(Frozen):

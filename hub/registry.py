@@ -30,6 +30,8 @@ from hub.model import (
     StateChanged,
     Status,
     Value,
+    online,
+    state_changed,
 )
 
 # When one physical device is seen through two paths, the native dialect describes it and
@@ -318,7 +320,7 @@ class Registry:
         effects: list[Effect] = self._touch(rec, event.ts)
         effects.append(PublishState(rec.device.id, rec.ts, dict(rec.values), rec.device.availability))
         if changed:
-            effects.append(Forward(StateChanged(ts=event.ts, device_id=rec.device.id, values=changed)))
+            effects.append(Forward(state_changed(event.ts, rec.device.id, changed)))
         return effects
 
     def _touch(self, rec: DeviceRecord, ts: datetime) -> list[Effect]:
@@ -328,7 +330,7 @@ class Registry:
         if av.state is AvailabilityState.OFFLINE:
             rec.device = rec.device.model_copy(update={"availability": av.model_copy(update={"last_seen": ts})})
             return []
-        new = Availability(state=AvailabilityState.ONLINE, reason=None, last_seen=ts)
+        new = online(ts)
         if av.state is AvailabilityState.ONLINE:
             rec.device = rec.device.model_copy(update={"availability": new})
             return []

@@ -19,11 +19,9 @@ from hub.activity import ActivityBook
 from hub.adapters import BY_PROTOCOL, build_adapters
 from hub.adapters.base import Adapter, Rejected
 from hub.api import (
-    EVENT_ADAPTER,
     REQUEST_MODELS,
     AckRequest,
     AdoptRequest,
-    DeviceState,
     HubStatus,
     IgnoreRequest,
     ModeRequest,
@@ -33,7 +31,9 @@ from hub.api import (
     SetRequest,
     Topics,
     device_payload,
+    event_json,
     parse_request,
+    state_json,
 )
 from hub.broker import EmbeddedBroker, Finder, choose_broker
 from hub.care import BoxCare
@@ -360,9 +360,9 @@ class Hub:
                 case PublishDevice(device=dev):
                     await self._publish_device(link, dev)
                 case PublishState():
-                    state = DeviceState(ts=effect.ts, values=effect.values, availability=effect.availability)
-                    await link.set_retained(
-                        self.topics.device_state(effect.device_id), state.model_dump_json().encode()
+                    link.keep(
+                        self.topics.device_state(effect.device_id),
+                        state_json(effect.ts, effect.values, effect.availability),
                     )
                 case Unpublish(device_id=dev_id):
                     for topic in (
@@ -402,7 +402,7 @@ class Hub:
             self.store.record_state(event.device_id, dict(rec.values) if rec else event.values, event.ts)
         else:
             self.store.record_event(event)
-        await link.publish(self.topics.events, EVENT_ADAPTER.dump_json(event))
+        link.post(self.topics.events, event_json(event))
         for listener in self.listeners:
             listener(event)
 
