@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hub.api import EVENT_ADAPTER, DeviceState, event_json, state_json
 from hub.model import (
     Availability,
     AvailabilityChanged,
@@ -19,6 +20,8 @@ from hub.model import (
     Protocol,
     StateChanged,
     Status,
+    online,
+    state_changed,
 )
 from hub.registry import CommandRefused, Forward, Named, PublishDevice, PublishState, Registry, Unpublish
 
@@ -212,3 +215,14 @@ def test_placeholders_for_named_devices_not_yet_seen() -> None:
         "not seen yet",
     )
     assert reg.placeholders() == []
+
+
+def test_per_message_builders_equal_the_validated_models() -> None:
+    ts = datetime(2026, 11, 29, 7, 30, tzinfo=UTC)
+    values = {"temperature": 21.5, "contact": True, "mode": "eco"}
+    event = state_changed(ts, "z2m-0x1", values)
+    assert event == StateChanged(ts=ts, device_id="z2m-0x1", values=values)
+    assert event_json(event) == EVENT_ADAPTER.dump_json(StateChanged(ts=ts, device_id="z2m-0x1", values=values))
+    assert online(ts) == Availability(state=AvailabilityState.ONLINE, reason=None, last_seen=ts)
+    validated = DeviceState(ts=ts, values=values, availability=online(ts))
+    assert state_json(ts, values, online(ts)) == validated.model_dump_json().encode()
