@@ -210,6 +210,35 @@ class EventItem(NamedTuple):
     event: BaseModel
 
 
+# Under load more than a batch waits: one transaction then takes up to this many batches,
+# one commit where there would be several (a commit is a quarter of a batch's cost on SQLite).
+_BATCHES_PER_WRITE = 8
+_STATE_KEYS = ("device_id", "ts", "values")
+
+
+class _RowInsert(NamedTuple):
+    """A plain multi-row INSERT for one table on one database, with the columns' own bind conversions."""
+
+    sql: str
+    positional: bool
+    keys: tuple[str, ...]
+    convert: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def of(cls, table: sa.Table, keys: tuple[str, ...], dialect: sa.Dialect) -> _RowInsert:
+        """Compiled once: Core's per-row parameter handling costs more than the conversions themselves."""
+        compiled = sa.insert(table).compile(dialect=dialect, column_keys=list(keys))
+        order = tuple(compiled.positiontup or ()) if dialect.positional else keys
+        convert = tuple(table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
+        return cls(compiled.string, dialect.positional, order, convert)
+
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
+        """The rows (in `_STATE_KEYS` order) as the driver takes them."""
+        convert = self.convert
+        done = [tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True)) for row in rows]
+        return done if self.positional else [dict(zip(self.keys, row, strict=True)) for row in done]
+
+
 class _Batch(NamedTuple):
     states: list[tuple[str, datetime, dict[str, Any]]]
     events: list[EventItem]
@@ -405,6 +434,7 @@ class Store:
             engine.dispose()
             raise StoreError(f"cannot open the store at {url.render_as_string()}: {exc}") from exc
         self._engine = engine
+        self._state_insert = _RowInsert.of(STATE, _STATE_KEYS, engine.dialect)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store-writer")
 
     async def run(self) -> None:
@@ -543,8 +573,9 @@ class Store:
         """Give the writer thread the next batch: events first, then the oldest states."""
         if self._writer is None or not self._buffered():
             return
-        events = [self._events.popleft() for _ in range(min(self.batch_size, len(self._events)))]
-        room = self.batch_size - len(events)
+        most = self.batch_size * _BATCHES_PER_WRITE
+        events = [self._events.popleft() for _ in range(min(most, len(self._events)))]
+        room = most - len(events)
         states = [self._states.popleft() for _ in range(min(room, len(self._states)))]
         # Rows left behind are older than now, so keeping the old mark flushes them on time.
         if not self._buffered():
@@ -598,10 +629,8 @@ class Store:
                             ],
                         )
                     if batch.states:
-                        conn.execute(
-                            sa.insert(STATE),
-                            [{"device_id": d, "ts": ts, "values": v} for d, ts, v in batch.states],
-                        )
+                        insert = self._state_insert
+                        conn.exec_driver_sql(insert.sql, insert.rows(batch.states))
                 return _Outcome(len(batch.states) + len(batch.events), None)
             except Exception as exc:  # disk full, locked, connection lost, unserializable value
                 errors.append(f"{type(exc).__name__}: {exc}")

@@ -76,13 +76,17 @@ async def test_batch_by_size_flushes_without_waiting(db_url: str) -> None:
         s.record_state("z2m-a", {"temperature": 30.0}, T0 + timedelta(seconds=49))
         # The 50th row handed the batch to the writer at once; nobody runs run() or flush().
         assert s.buffered == 0
-        # Rows that arrive while that batch is written follow in batches of 50 as soon as the
-        # writer is free; the last 20 wait for their time.
+        # Rows that arrive while that batch is written follow as soon as the writer is free,
+        # all of them in one transaction (up to eight batches' worth): one commit, not two.
         for i in range(70):
             s.record_state("z2m-b", {"n": i}, T0 + timedelta(seconds=i))
         await wait_for(lambda: s.stats["batches"] == 2)
-        assert s.count("state") == 100
-        assert s.stats["rows_written"] == 100
+        assert s.count("state") == 120
+        assert s.stats["rows_written"] == 120
+        assert s.buffered == 0
+        # Fewer than a batch wait for their time.
+        for i in range(20):
+            s.record_state("z2m-c", {"n": i}, T0 + timedelta(seconds=i))
         assert s.buffered == 20
     finally:
         await s.close()
