@@ -738,6 +738,19 @@ class Store:
         row = {"key": key, "rule_id": rule_id, "deadline": _aware(deadline, "deadline"), "data": dict(data)}
         await self._durable(f"save timer {key}", self._upsert(RULE_TIMER, row))
 
+    async def save_timers(self, timers: list[tuple[str, str, datetime, Mapping[str, Any]]]) -> None:
+        """Insert or update several deadlines (key, rule id, deadline, data) in one transaction."""
+        works = [
+            self._upsert(RULE_TIMER, {"key": k, "rule_id": r, "deadline": _aware(d, "deadline"), "data": dict(data)})
+            for k, r, d, data in timers
+        ]
+
+        def work(conn: Connection) -> None:
+            for one in works:
+                one(conn)
+
+        await self._durable(f"save {len(works)} timers", work)
+
     async def delete_timer(self, key: str) -> None:
         """Forget a rule deadline (it fired or was disarmed)."""
         await self._durable(f"delete timer {key}", _delete_where(RULE_TIMER, RULE_TIMER.c.key == key))

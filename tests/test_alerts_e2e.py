@@ -22,6 +22,7 @@ from hub.store import Store
 from tests.brokers import Mosquitto
 from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, watching
 from tests.test_hub import bridge_devices
+from tests.test_inbox import until
 
 WINDOW = "z2m-0x00158d0001e1a85a"  # MCCGQ01LM contact, friendly name livingroom/window
 
@@ -266,3 +267,26 @@ async def test_sigkill_during_an_escalation_step_tells_tier_2_on_time_once(
                 assert window - 1.0 <= late <= window + 2.0
                 # Exactly once: tier 1 is not told again by the restart, tier 2 once.
                 assert (box.paths().count("/fail"), box.paths().count("/t1"), box.paths().count("/t2")) == (1, 1, 1)
+
+
+async def test_deadlines_moved_by_a_stream_of_reports_are_stored_in_bulk(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    rules = "  - kind: inactivity\n    window: always\n    after: 1h\n    after_with_presence: 1h\n"
+    config = make_config(home_text(mosquitto.url, base, 9, rules, "{}"), tmp_path)
+    await publish(mosquitto.port, f"{base}/bridge/devices", bridge_devices(), retain=True)
+    async with running_hub(config, tmp_path / "data") as hub:
+        timers = hub.rules.engine.timers.entries
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            for i in range(30):  # each opening or closing is activity: the countdown moves a little later
+                await client.publish(f"{base}/livingroom/window", json.dumps({"contact": i % 2 == 0}))
+        window = hub.registry.get(WINDOW)
+        assert window is not None
+        await until(lambda: window.values.get("contact") is False)
+        [(key, (moved, _, _))] = [(k, v) for k, v in timers.items() if v[1] == "inactivity"]
+        reader = Store(hub.store.url)
+        reader.open()
+        try:  # written within MOVES_EVERY, with the other moves
+            await until(lambda: {t.key: t.deadline for t in reader.load_timers()}.get(key) == moved)
+        finally:
+            await reader.close()
+        assert hub.rules.counters["deadline_moves_unsaved"] == 0

@@ -9,10 +9,11 @@ coalesced per key, so a busy home costs one write per countdown, not one per mot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hub.api import EVENT_ADAPTER, AckRequest, AlertView, HouseMode, ModeState, RuleSetRequest, RuleView, Topics
@@ -44,6 +45,14 @@ from hub.store import Store, StoreError
 log = logging.getLogger(__name__)
 
 SendCommand = Callable[[str, dict[str, Value], str], Awaitable[None]]
+
+# Device health re-arms a deadline with every report: at thousands of reports a second, one
+# transaction each would bury the store. A deadline moved later by at most MOVE_SLACK than
+# the stored one is written with the other such moves, once every MOVES_EVERY seconds, in
+# one transaction; a crash then restores a deadline at most MOVE_SLACK early, never a lost
+# one. New, earlier, further moved and disarmed deadlines are stored at once, as before.
+MOVES_EVERY = 1.0
+MOVE_SLACK = timedelta(seconds=5)
 ModeListener = Callable[[ModeState], Awaitable[None]]
 
 
@@ -75,6 +84,8 @@ class RulesRuntime:
         self._rearm = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
         self._sleeping_until: datetime | None = None
+        self._stored: dict[str, datetime] = {}  # every deadline as the store holds it
+        self._moves: dict[str, TimerSaved] = {}  # later deadlines of stored timers, not yet written
 
     # -- start -------------------------------------------------------------------------
 
@@ -84,6 +95,7 @@ class RulesRuntime:
         alerts = await asyncio.to_thread(self.store.load_open_alerts)
         self.engine.now = self.clock.now()
         self.engine.restore(timers, alerts)
+        self._stored = {key: deadline for key, (deadline, _, _) in self.engine.timers.entries.items()}
         await self._relearn()
         log.info(
             "rules: %d rules, %d open alerts, %d deadlines restored", len(self.engine.rules), len(alerts), len(timers)
@@ -115,6 +127,7 @@ class RulesRuntime:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._deadlines(), name="rules-deadlines")
             tg.create_task(self._effects(tg), name="rules-effects")
+            tg.create_task(self._store_moves(), name="rules-deadline-moves")
 
     # -- what the hub calls ------------------------------------------------------------
 
@@ -213,6 +226,33 @@ class RulesRuntime:
                 continue
             await self._carry_out(effects, tg)
 
+    async def _store_moves(self) -> None:
+        try:
+            while True:
+                await self.clock.sleep(MOVES_EVERY)
+                try:
+                    await self._write_moves()
+                except StoreError as exc:
+                    self.counters["deadline_moves_unsaved"] += 1
+                    log.error("rules: could not store moved deadlines (kept, retried in %.0f s): %s", MOVES_EVERY, exc)
+        finally:
+            # Stopping: what moved in the last second is written too (the store closes after us).
+            with contextlib.suppress(StoreError):
+                await self._write_moves()
+
+    async def _write_moves(self) -> None:
+        if not self._moves:
+            return
+        moves, self._moves = self._moves, {}
+        try:
+            await self.store.save_timers([(m.key, m.owner, m.deadline, m.data) for m in moves.values()])
+        except StoreError:
+            # Kept for the next try, unless written or disarmed since.
+            self._moves = moves | self._moves
+            raise
+        for m in moves.values():
+            self._stored[m.key] = m.deadline
+
     async def _carry_out(self, effects: list[Effect], tg: asyncio.TaskGroup) -> None:
         # Only the last write of each timer key in a batch matters.
         last = {e.key: i for i, e in enumerate(effects) if isinstance(e, TimerSaved | TimerDeleted)}
@@ -220,8 +260,16 @@ class RulesRuntime:
             try:
                 match effect:
                     case TimerSaved() if last[effect.key] == index:
-                        await self.store.save_timer(effect.key, effect.owner, effect.deadline, effect.data)
+                        stored = self._stored.get(effect.key)
+                        if stored is not None and stored <= effect.deadline <= stored + MOVE_SLACK:
+                            self._moves[effect.key] = effect
+                        else:
+                            self._moves.pop(effect.key, None)
+                            await self.store.save_timer(effect.key, effect.owner, effect.deadline, effect.data)
+                            self._stored[effect.key] = effect.deadline
                     case TimerDeleted() if last[effect.key] == index:
+                        self._moves.pop(effect.key, None)
+                        self._stored.pop(effect.key, None)
                         await self.store.delete_timer(effect.key)
                     case AlertChanged():
                         await self._alert(effect)
