@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -423,9 +422,6 @@ class Link:
             timeout=s.timeout,
             tls_context=tls_context(s),
             queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", lambda maxsize: inbox),  # batches, see above
-            # paho leaves Nagle's algorithm on: a command written right after a state publish
-            # then waits for the broker's delayed ACK, ~40 ms (measured by bench/latency.py).
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         async with client:
             try:

@@ -45,6 +45,11 @@ class Lane:
         self._client = client
         self._sock = sock
         self._fd = sock.fileno()
+        # paho leaves Nagle's algorithm on: a command written right after a state publish then
+        # waits for the broker's delayed ACK, ~40 ms (measured by bench/latency.py). aiomqtt's
+        # socket_options never reach a socket it does not recognise, so the lane sets it.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._deliver = deliver  # told of every read's messages, in order
         self._fault = fault  # told when the connection breaks outside paho's sight
         self._reader = FrameReader(max_payload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import ssl
 import sys
 import uuid
@@ -520,3 +521,13 @@ async def test_a_qos0_publish_after_a_qos1_one_is_not_overtaken(mosquitto: Mosqu
             first = await wait_payload(q, b"first")
             second = await wait_payload(q, b"second")
     assert (first.payload, second.payload) == (b"first", b"second")
+
+
+async def test_the_broker_socket_sends_without_nagle_delay(mosquitto: Mosquitto) -> None:
+    # A command right after a state publish otherwise waits ~40 ms for the broker's delayed ACK.
+    link = Link(fast(mosquitto.url))
+    async with running(link):
+        await link.wait_connected(WAIT)
+        assert link._client is not None
+        assert link._client.lane is not None
+        assert link._client.lane._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
