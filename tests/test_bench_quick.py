@@ -8,8 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hub.adapters.common import state_changed
-from hub.model import StateChanged
+from hub.model import StateChanged, state_changed
 
 ROOT = Path(__file__).resolve().parents[1]
 

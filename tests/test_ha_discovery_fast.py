@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.adapters.base import Rejected
-from hub.adapters.common import trusted
+from hub.adapters.common import _loads
 from hub.adapters.homeassistant import HomeAssistantAdapter, _HaDevice
-from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged
+from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged, trusted
 from hub.wire import Message
 from tests import captures
 
@@ -94,11 +95,40 @@ def test_trusted_models_equal_the_validated_ones() -> None:
 
 
 def test_trusted_copies_like_a_validated_model() -> None:
-    p = trusted(Point, {**Point(key="a", kind=Kind.BUTTON).__dict__, "options": ("x",)}, frozenset({"key", "kind"}))
+    shared = {"key", "kind"}
+    p = trusted(Point, {**Point(key="a", kind=Kind.BUTTON).__dict__, "options": ("x",)}, shared)
+    q = trusted(Point, {**Point(key="b", kind=Kind.BUTTON).__dict__}, shared)
     merged = p.model_copy(update={"options": ("x", "y")})
     assert merged.options == ("x", "y")
+    assert merged.model_fields_set == {"key", "kind", "options"}
     assert p.options == ("x",)
     assert p.model_fields_set == {"key", "kind"}  # the copy's update did not reach the original
+    assert q.model_fields_set == shared == {"key", "kind"}  # nor the other models built from the same set
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=' \t\n\r\x0b\ufeff{}[]":,01aentrul\\', max_size=12),
+        st.tuples(
+            st.text(" \t\n\r", max_size=2),
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+                lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                max_leaves=6,
+            ),
+            st.text(" \t\n\r\x0bx", max_size=2),
+        ).map(lambda t: t[0] + json.dumps(t[1]) + t[2]),
+    )
+)
+def test_json_is_parsed_as_json_loads_parses_it(text: str) -> None:
+    def outcome(parse: Callable[[str], Any]) -> Any:
+        try:
+            return repr(parse(text))  # repr: NaN is not equal to itself
+        except ValueError as exc:
+            return str(exc)
+
+    assert outcome(_loads) == outcome(json.loads)
 
 
 def _feed(a: HomeAssistantAdapter, m: Message) -> list[Event]:

@@ -20,9 +20,7 @@ from hub.adapters.common import (
     normalize_ieee,
     normalize_mac,
     number,
-    state_changed,
     to_canonical,
-    trusted,
 )
 from hub.model import (
     KINDS,
@@ -42,6 +40,8 @@ from hub.model import (
     Status,
     Value,
     device_id,
+    state_changed,
+    trusted,
 )
 from hub.wire import Message
 
@@ -201,6 +201,8 @@ def _changing(table: dict[str, str]) -> frozenset[str]:
 _CHANGING = _changing(ABBREVIATIONS)
 _DEVICE_CHANGING = _changing(DEVICE_ABBREVIATIONS)
 _ORIGIN_CHANGING = _changing(ORIGIN_ABBREVIATIONS)
+# The nested blocks with their own abbreviations: key, table, the abbreviations that change.
+_BLOCKS = (("device", DEVICE_ABBREVIATIONS, _DEVICE_CHANGING), ("origin", ORIGIN_ABBREVIATIONS, _ORIGIN_CHANGING))
 
 
 def _expanded(table: dict[str, str], changing: frozenset[str], d: dict[str, Any]) -> dict[str, Any]:
@@ -212,10 +214,7 @@ def expand(cfg: Mapping[str, Any]) -> dict[str, Any]:
     out = {ABBREVIATIONS.get(k, k): v for k, v in cfg.items()} if not _CHANGING.isdisjoint(cfg) else dict(cfg)
     # Nested blocks are tested with `dict`, not `Mapping`: they come from json.loads, and the
     # ABC check costs eight times as much on a path that runs for every entity of a home.
-    for key, table, changing in (
-        ("device", DEVICE_ABBREVIATIONS, _DEVICE_CHANGING),
-        ("origin", ORIGIN_ABBREVIATIONS, _ORIGIN_CHANGING),
-    ):
+    for key, table, changing in _BLOCKS:
         block = out.get(key)
         if isinstance(block, dict):
             out[key] = _expanded(table, changing, block)
@@ -563,6 +562,7 @@ _COMPOSITE = frozenset({"light", "cover", "climate"})
 _SOS = re.compile(r"(^|_)(sos|emergency|panic)($|_)")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.:-]+")
 _SNAKE = re.compile(r"[^a-z0-9]+")
+_SNAKE_CASE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*").fullmatch  # what _snake leaves as it is
 
 
 def _s(v: Any, default: str) -> str:
@@ -571,6 +571,8 @@ def _s(v: Any, default: str) -> str:
 
 
 def _snake(s: str) -> str:
+    if len(s) <= 120 and _SNAKE_CASE(s):  # most ids are snake case already: one match, not four steps
+        return s
     return _SNAKE.sub("_", s.lower()).strip("_")[:120] or "entity"
 
 
@@ -591,29 +593,11 @@ class _Entity:
     avail: tuple[tuple[str, Template | None, str, str], ...]
     mode: str
     invert: bool = False
+    # The device's `blocks` once this entity's device block was applied: while the device is
+    # still there, applying the block again would change nothing, so a re-announcement may
+    # skip the rebuild.
+    blocks: int = 0
     composite: dict[str, Scalar] = field(default_factory=dict)
-    # What this entity's config wrote into its device (see _DeviceBlock): a re-announcement
-    # may skip the rebuild only while the device still holds all of it.
-    block: _DeviceBlock | None = None
-
-
-@dataclass(slots=True)
-class _DeviceBlock:
-    """What one config's `device` block (and unique_id) contributes to its device."""
-
-    info: dict[str, str]
-    identifiers: dict[str, str]
-    via: str | None
-    bridge: bool  # the device's bridge flag once this block was applied (points read it)
-
-    def held_by(self, dev: _HaDevice) -> bool:
-        """Whether applying the block again would leave the device exactly as it is."""
-        return (
-            dev.bridge is self.bridge
-            and self.info.items() <= dev.info.items()
-            and self.identifiers.items() <= dev.identifiers.items()
-            and (self.via is None or self.via == dev.via)
-        )
 
 
 @dataclass(slots=True)
@@ -624,7 +608,8 @@ class _HaDevice:
     info: dict[str, str] = field(default_factory=dict)
     identifiers: dict[str, str] = field(default_factory=dict)
     via: str | None = None
-    bridge: bool = False
+    bridge: bool = False  # points read it (a bridge's points are diagnostic)
+    blocks: int = 0  # how many device blocks have changed info, identifiers, via or bridge
     entities: dict[str, _Entity] = field(default_factory=dict)
     avail_payloads: dict[str, tuple[int, str]] = field(default_factory=dict)
     emitted: AvailabilityState = AvailabilityState.UNKNOWN
@@ -746,12 +731,11 @@ _INFO_TYPES = (str, int, float)  # JSON scalars kept as device info; bool is exc
 _NO_BLOCK: Final[dict[str, Any]] = {}
 
 # The fields a validating call of each model would be given here (its fields_set), for the
-# models _entity and _device_of build with `trusted` from values they produced themselves.
-_POINT_SET: Final = frozenset(Point.model_fields)
-_DEVICE_SET: Final = frozenset(
-    {"id", "name", "protocol", "room", "manufacturer", "model", "firmware", "identifiers", "via", "points"}
-)
-_DISCOVERED_SET: Final = frozenset({"ts", "device"})
+# models _entity and _device_of build with `trusted` from values they produced themselves;
+# every model built from one of these sets shares it (see `trusted`).
+_POINT_SET: Final = set(Point.model_fields)
+_DEVICE_SET: Final = set(Device.model_fields) - {"role", "seen_via", "address", "status", "availability"}
+_DISCOVERED_SET: Final = {"ts", "device"}
 _NO_AVAILABILITY: Final = Availability()
 _REMOVED: Final = "homeassistant discovery config removed"
 
@@ -847,8 +831,8 @@ class HomeAssistantAdapter(CountedFeed):
     def _reannounced(self, msg: Message, now: datetime) -> list[Event] | None:
         """The events of a config identical to the one its entities were built from, or None.
 
-        Parsing it again would rebuild the same entities: the device blocks are checked to be
-        still held by their devices (another config of the device may have changed its name
+        Parsing it again would rebuild the same entities: their devices are checked to be as
+        their device blocks left them (another config of the device may have changed its name
         or made it a bridge since), and what the rebuild would do besides is replayed — the
         entities move to the end of their device's order, their composite state restarts —
         so that the events are the ones a full parse gives.
@@ -859,7 +843,7 @@ class HomeAssistantAdapter(CountedFeed):
         for did in self._by_config.get(msg.topic, ()):
             e = self._entities.get(did)
             dev = self._devices.get(e.dev) if e is not None else None
-            if e is None or dev is None or e.block is None or not e.block.held_by(dev):
+            if e is None or dev is None or e.blocks != dev.blocks:
                 return None
             built.append(e)
         if len(built) == 1 and self._is_last(built[0]):
@@ -914,8 +898,9 @@ class HomeAssistantAdapter(CountedFeed):
             did = f"{component} {node} {object_id}" if node else f"{component} {object_id}"
             built = [self._entity(did, msg.topic, component, cfg, object_id)]
         new = {e.did for e in built}
-        for did in set(previous or ()) - new:
-            self._drop(did)
+        if previous:
+            for did in set(previous) - new:
+                self._drop(did)
         self._by_config[msg.topic] = tuple(sorted(new))
         for e in built:
             self._register(e)
@@ -924,7 +909,7 @@ class HomeAssistantAdapter(CountedFeed):
         return self._announce(touched, now, _REMOVED)
 
     def _entity(self, did: str, topic: str, component: str, cfg: dict[str, Any], object_id: str) -> _Entity:
-        dev, block = self._device_for(cfg, did)
+        dev = self._device_for(cfg, did)
         notes: list[str] = []
         kind, invert, why = _kind(component, cfg)
         if why:
@@ -992,22 +977,15 @@ class HomeAssistantAdapter(CountedFeed):
                 "diagnostic": diagnostic,
             }
         )
-        return _Entity(
-            did=did,
-            config_topic=topic,
-            component=component,
-            cfg=cfg,
-            dev=dev.id,
-            point=point,
-            sources=sources,
-            avail=_availability(cfg, notes),
-            mode=str(cfg.get("availability_mode") or "latest"),
-            invert=invert,
-            block=block,
-        )
+        avail = _availability(cfg, notes)
+        mode = str(cfg.get("availability_mode") or "latest")
+        # positional: keywords cost a slotted dataclass twice as much, once per entity of a home
+        return _Entity(did, topic, component, cfg, dev.id, point, sources, avail, mode, invert, dev.blocks)
 
-    def _device_for(self, cfg: Mapping[str, Any], did: str) -> tuple[_HaDevice, _DeviceBlock]:
-        raw = cfg.get("device")
+    def _device_for(self, cfg: dict[str, Any], did: str) -> _HaDevice:
+        # The block leaves the entity's config (what it says is kept in the device): two objects
+        # fewer per entity for the garbage collector to track while the entity lives.
+        raw = cfg.pop("device", None)
         block: Mapping[str, Any] = raw if isinstance(raw, dict) else _NO_BLOCK
         ids = block.get("identifiers")
         if isinstance(ids, list) and _STR_ONLY.issuperset(map(type, ids)):
@@ -1032,13 +1010,14 @@ class HomeAssistantAdapter(CountedFeed):
             # type() rather than isinstance: JSON gives exactly these types, and bool (an int) is not info
             info = {k: str(v) for k, v in info.items() if type(v) in _INFO_TYPES}
         identifiers: dict[str, str] = {}
+        bridge = dev.bridge
         if idlist:
             identifiers["ha"] = idlist[0]
             for i in idlist:
                 ieee = normalize_ieee(i.removeprefix("zigbee2mqtt_")) if i.startswith("zigbee2mqtt_0x") else None
                 if ieee:
                     identifiers["ieee"] = ieee
-                dev.bridge = dev.bridge or i.startswith("zigbee2mqtt_bridge_")
+                bridge = bridge or i.startswith("zigbee2mqtt_bridge_")
         elif isinstance(uid, str | int):
             identifiers["unique_id"] = str(uid)
         conns = block.get("connections")
@@ -1049,12 +1028,20 @@ class HomeAssistantAdapter(CountedFeed):
                     identifiers["mac"] = mac
         via_device = block.get("via_device")
         via = _HA_ID + _SAFE_ID.sub("_", via_device)[:250] if isinstance(via_device, str) and via_device else None
-        dev.info.update(info)
-        dev.identifiers.update(identifiers)
-        if via is not None:
-            dev.via = via
+        if not (  # a block the device already holds (the usual: each entity repeats it) changes nothing
+            bridge is dev.bridge
+            and info.items() <= dev.info.items()
+            and identifiers.items() <= dev.identifiers.items()
+            and (via is None or via == dev.via)
+        ):
+            dev.info.update(info)
+            dev.identifiers.update(identifiers)
+            if via is not None:
+                dev.via = via
+            dev.bridge = bridge
+            dev.blocks += 1
         dev.device = None
-        return dev, _DeviceBlock(info, identifiers, via, dev.bridge)
+        return dev
 
     def _unique_key(self, dev: _HaDevice, did: str, base: str, component: str) -> str:
         current = dev.entities.get(did)

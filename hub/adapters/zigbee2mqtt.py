@@ -19,7 +19,6 @@ from hub.adapters.common import (
     decode_text,
     normalize_ieee,
     number,
-    state_changed,
     to_canonical,
 )
 from hub.model import (
@@ -39,6 +38,7 @@ from hub.model import (
     Scalar,
     Value,
     device_id,
+    state_changed,
 )
 from hub.wire import Message
 
