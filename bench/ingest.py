@@ -366,7 +366,7 @@ def main() -> None:
         f"{DEVICES} Zigbee2MQTT devices; ladder {rates[0]}..{rates[-1]} msg/s, {seconds} s a step; "
         f"sustained = every sentinel back within {LIMIT} s"
     )
-    if not red:
+    if not red and "node-red" in wanted:
         report.notes.append("Node-RED baseline skipped: node/npm missing or install failed (see stderr)")
     report.emit()
 
