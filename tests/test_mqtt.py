@@ -531,3 +531,34 @@ async def test_the_broker_socket_sends_without_nagle_delay(mosquitto: Mosquitto)
         assert link._client is not None
         assert link._client.lane is not None
         assert link._client.lane._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+async def test_a_slow_handler_pauses_reading_and_loses_nothing(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hub.mqtt._BACKLOG_HIGH", 50)
+    monkeypatch.setattr("hub.mqtt._BACKLOG_LOW", 10)
+    p = prefix()
+    link = Link(fast(mosquitto.url))
+    got: list[bytes] = []
+    pauses: list[int] = []
+    done = asyncio.Event()
+
+    async def slow(msg: Message) -> None:
+        lane = link._client.lane if link._client else None
+        if lane is not None and lane._paused:
+            pauses.append(len(got))
+        got.append(msg.payload)
+        await asyncio.sleep(0)  # a handler that waits on something, as the store or a publish may
+        if len(got) == 600:
+            done.set()
+
+    link.subscribe(f"{p}/#", slow)
+    async with running(link):
+        await link.wait_connected(WAIT)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+            for i in range(600):  # fewer than the broker queues for a client that is not reading
+                await c.publish(f"{p}/x", str(i).encode())
+            await asyncio.wait_for(done.wait(), WAIT)
+    assert got == [str(i).encode() for i in range(600)]
+    assert pauses, "the backlog never went over the high mark"
