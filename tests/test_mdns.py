@@ -451,8 +451,10 @@ async def test_hub_discover_lists_what_is_visible_on_loopback() -> None:
     mac = random_mac()
     async with advertiser() as adv:
         await adv.register(info("_shelly._tcp.local.", f"shellyplus1pm-{mac}", ["gen=2", "app=Plus1PM", "ver=1.4.4"]))
-        done = await asyncio.to_thread(run_discover, "--interface", "127.0.0.1", "--json", "--seconds", "1.5")
-        text = await asyncio.to_thread(run_discover, "--interface", "127.0.0.1", "--seconds", "1.5")
+        # Long enough for a browser's second query: a responder answers the same question on a
+        # link at most once a second (RFC 6762 §6), so a run right after another may miss the first.
+        done = await asyncio.to_thread(run_discover, "--interface", "127.0.0.1", "--json", "--seconds", "3")
+        text = await asyncio.to_thread(run_discover, "--interface", "127.0.0.1", "--seconds", "3")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["interfaces"][0]["address"] == "127.0.0.1"
