@@ -7,6 +7,7 @@ does I/O, so it is tested without a broker and replayed on a simulated clock.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ PATH_PRIORITY: dict[Protocol, int] = {
 
 # Identifiers that name one physical device whatever path it was seen through.
 MERGE_KEYS = ("ieee", "mac", "shelly_id", "homekit_id", "matter_discriminator")
+# Device changes remembered for `changed_since` (a reader further behind starts over from `records`).
+CHANGE_LOG = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,19 @@ class Registry:
         self.sources: dict[str, Device] = {}  # every path's own description, by its own id
         self.counters: Counter[str] = Counter()
         self._retired: list[str] = []  # canonical ids that became aliases: their topics must be cleared
+        # Indexes that keep a discovery from looking at every other device (10,000 announced at once).
+        self._aliases_of: dict[str, set[str]] = {}  # canonical id -> its aliases
+        # When a source id entered `sources`, an alias `aliases` and a device `records`: the order
+        # in which a scan of those dicts would meet them, without the scan.
+        self._arrival: dict[str, int] = {}
+        self._aliased: dict[str, int] = {}
+        self._entered: dict[str, int] = {}
+        self._ticks = itertools.count()
+        self._holders: dict[tuple[str, str], set[str]] = {}  # (merge key, value) -> canonical ids with it
+        # Bumped, and the device id logged, whenever a device is added, removed or described
+        # anew (availability aside): what the rules engine follows instead of every event.
+        self.generation = 0
+        self._changes: list[str] = []
 
     # -- queries ---------------------------------------------------------------------
 
@@ -152,6 +168,19 @@ class Registry:
         """Whether a device takes part in rules (only adopted devices do)."""
         rec = self.get(device_id)
         return rec is not None and rec.device.status is Status.ADOPTED
+
+    def changed_since(self, generation: int) -> list[str] | None:
+        """Ids of the devices added, removed or described anew since `generation` (None: too long ago to tell)."""
+        behind = self.generation - generation
+        if behind < 0 or behind > len(self._changes):
+            return None
+        return self._changes[len(self._changes) - behind :]
+
+    def _changed(self, device_id: str) -> None:
+        self.generation += 1
+        self._changes.append(device_id)
+        if len(self._changes) > 2 * CHANGE_LOG:
+            del self._changes[:-CHANGE_LOG]
 
     # -- applying events -------------------------------------------------------------
 
@@ -180,7 +209,7 @@ class Registry:
                     status=Status.ADOPTED,
                     availability=Availability(reason="not seen yet"),
                 )
-                self.records[dev_id] = DeviceRecord(dev)
+                self._enter(dev_id, DeviceRecord(dev))
                 effects.append(PublishDevice(dev))
         return effects
 
@@ -219,14 +248,16 @@ class Registry:
         return effects
 
     def _apply_discovered(self, dev: Device, ts: datetime | None) -> DeviceRecord:
+        if dev.id not in self.sources:
+            self._arrival[dev.id] = next(self._ticks)
         self.sources[dev.id] = dev
         canonical = self._canonical_for(dev)
         if canonical != dev.id:
-            self.aliases[dev.id] = canonical
+            self._alias(dev.id, canonical)
         # Rebuild the canonical description from every path that sees this device.
         paths = sorted(
-            (d for d in self.sources.values() if self.aliases.get(d.id, d.id) == canonical),
-            key=lambda d: (PATH_PRIORITY[d.protocol], d.id != canonical),
+            self._paths(canonical),
+            key=lambda d: (PATH_PRIORITY[d.protocol], d.id != canonical, self._arrival[d.id]),
         )
         primary = self.sources.get(canonical, paths[0])
         owners = {p.key: primary.id for p in primary.points}
@@ -256,9 +287,12 @@ class Registry:
             }
         )
         if rec is None:
-            rec = self.records[canonical] = DeviceRecord(merged)
+            rec = self._enter(canonical, DeviceRecord(merged))
+        elif not _alike(rec.device, merged):
+            self._changed(canonical)
         rec.device = merged
         rec.owners = owners
+        self._hold(canonical, identifiers)
         return rec
 
     def _placement(self, dev_id: str, dev: Device, rec: DeviceRecord | None) -> dict[str, object]:
@@ -280,13 +314,73 @@ class Registry:
             value = dev.identifiers.get(key)
             if value is None:
                 continue
-            for rec in self.records.values():
-                if rec.device.identifiers.get(key) == value:
-                    existing = rec.device
-                    if PATH_PRIORITY[dev.protocol] < PATH_PRIORITY[existing.protocol]:
-                        return self._promote(dev.id, existing.id)
-                    return existing.id
+            existing = self._holder(key, value)
+            if existing is not None:
+                if PATH_PRIORITY[dev.protocol] < PATH_PRIORITY[existing.protocol]:
+                    return self._promote(dev.id, existing.id)
+                return existing.id
         return dev.id
+
+    def _enter(self, dev_id: str, rec: DeviceRecord) -> DeviceRecord:
+        self.records[dev_id] = rec
+        self._entered[dev_id] = next(self._ticks)
+        self._changed(dev_id)
+        return rec
+
+    def _hold(self, dev_id: str, identifiers: Mapping[str, str]) -> None:
+        # Every device's merge identifiers are indexed whenever it is described.
+        for key in MERGE_KEYS:
+            value = identifiers.get(key)
+            if value is not None:
+                self._holders.setdefault((key, value), set()).add(dev_id)
+
+    def _holder(self, key: str, value: str) -> Device | None:
+        # The device with this identifier that comes first in `records`; ids that left or
+        # lost it since they were indexed are dropped on the way.
+        held = self._holders.get((key, value))
+        if not held:
+            return None
+        found = [
+            i for i in held if (rec := self.records.get(i)) is not None and rec.device.identifiers.get(key) == value
+        ]
+        if len(found) < len(held):
+            held.intersection_update(found)
+        return self.records[min(found, key=self._entered.__getitem__)].device if found else None
+
+    def _alias(self, alias: str, canonical: str) -> None:
+        before = self.aliases.get(alias)
+        if before is not None:
+            self._drop_alias_of(before, alias)
+        else:
+            self._aliased[alias] = next(self._ticks)
+        self.aliases[alias] = canonical
+        self._aliases_of.setdefault(canonical, set()).add(alias)
+
+    def _unalias(self, alias: str) -> str | None:
+        canonical = self.aliases.pop(alias, None)
+        if canonical is not None:
+            del self._aliased[alias]
+            self._drop_alias_of(canonical, alias)
+        return canonical
+
+    def _drop_alias_of(self, canonical: str, alias: str) -> None:
+        rest = self._aliases_of[canonical]
+        rest.discard(alias)
+        if not rest:
+            del self._aliases_of[canonical]
+
+    def _aliases_to(self, canonical: str) -> list[str]:
+        return sorted(self._aliases_of.get(canonical, ()), key=self._aliased.__getitem__)
+
+    def _paths(self, canonical: str) -> list[Device]:
+        # Every path's own description of one device, in the order they were first seen.
+        ids = [canonical, *self._aliases_of.get(canonical, ())]
+        found = [self.sources[i] for i in ids if i in self.sources and self.aliases.get(i, i) == canonical]
+        return sorted(found, key=lambda d: self._arrival[d.id])
+
+    def _forget_source(self, source_id: str) -> None:
+        self.sources.pop(source_id, None)
+        self._arrival.pop(source_id, None)
 
     def _promote(self, new_id: str, old_id: str) -> str:
         # A better path arrived for a device first seen through a copy: the native id
@@ -294,11 +388,12 @@ class Registry:
         if old_id in self.named or old_id in self.decisions:
             return old_id
         rec = self.records.pop(old_id)
-        self.records[new_id] = rec
-        for alias, target in list(self.aliases.items()):
-            if target == old_id:
-                self.aliases[alias] = new_id
-        self.aliases[old_id] = new_id
+        self._changed(old_id)
+        self._enter(new_id, rec)
+        self._hold(new_id, rec.device.identifiers)
+        for alias in self._aliases_to(old_id):
+            self._alias(alias, new_id)
+        self._alias(old_id, new_id)
         self.counters["promoted"] += 1
         self._retired.append(old_id)
         return new_id
@@ -371,21 +466,21 @@ class Registry:
         return effects
 
     def _removed(self, event: DeviceRemoved) -> list[Effect]:
-        self.sources.pop(event.device_id, None)
-        canonical = self.aliases.pop(event.device_id, None)
+        self._forget_source(event.device_id)
+        canonical = self._unalias(event.device_id)
         if canonical is not None:
             # Only one path went away: rebuild the description from the paths left.
-            rest = [d for d in self.sources.values() if self.aliases.get(d.id, d.id) == canonical]
+            rest = self._paths(canonical)
             if rest:
                 return self._discovered(rest[0], event.ts)
             return []
         rec = self.records.get(event.device_id)
         if rec is None:
             return []
-        aliases = [a for a, c in self.aliases.items() if c == event.device_id]
+        aliases = self._aliases_to(event.device_id)
         if aliases:
             for a in aliases:
-                del self.aliases[a]
+                self._unalias(a)
             return self._discovered(self.sources[aliases[0]], event.ts)
         if event.device_id in self.named:
             # The installer still expects it: keep it visible as gone rather than vanished.
@@ -397,6 +492,7 @@ class Registry:
                 )
             )
         del self.records[event.device_id]
+        self._changed(event.device_id)
         return [Unpublish(event.device_id), Forward(event)]
 
     # -- installer decisions -----------------------------------------------------------
@@ -416,6 +512,7 @@ class Registry:
         if room:
             update["room"] = room
         rec.device = rec.device.model_copy(update=update)
+        self._changed(dev_id)
         if status is Status.IGNORED:
             return [Unpublish(dev_id)]
         return [
@@ -439,10 +536,11 @@ class Registry:
             if now - last < max_age:
                 continue
             del self.records[dev_id]
-            self.sources.pop(dev_id, None)
-            for alias in [a for a, c in self.aliases.items() if c == dev_id]:
-                del self.aliases[alias]
-                self.sources.pop(alias, None)
+            self._changed(dev_id)
+            self._forget_source(dev_id)
+            for alias in self._aliases_to(dev_id):
+                self._unalias(alias)
+                self._forget_source(alias)
             self.counters["expired"] += 1
             reason = f"pending and not seen since {last.isoformat()} (longer than {max_age})"
             effects += [Unpublish(dev_id), Forward(DeviceRemoved(ts=now, device_id=dev_id, reason=reason))]
@@ -480,6 +578,11 @@ def _heard(av: Availability, ts: datetime | None) -> Availability:
     if ts is None or (av.last_seen is not None and av.last_seen >= ts):
         return av
     return av.model_copy(update={"last_seen": ts})
+
+
+def _alike(a: Device, b: Device) -> bool:
+    # The same description but for availability (a sighting that only refreshed last_seen).
+    return a.model_copy(update={"availability": b.availability}) == b
 
 
 def _unheard(dev: Device) -> Device:

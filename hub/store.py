@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -720,18 +720,31 @@ class Store:
 
     async def save_device(self, device: Device) -> None:
         """Insert or update a device's description, committed before returning."""
-        row = {
-            "id": device.id,
-            "description": device.model_dump(mode="json"),
-            "status": device.status.value,
-            "room": device.room,
-            "updated_at": self.clock.now(),
-        }
-        await self._durable(f"save device {device.id}", self._upsert(DEVICE, row))
+        await self.save_devices([device])
 
     async def delete_device(self, device_id: str) -> None:
         """Forget a device's description (its history stays until retention or purge)."""
-        await self._durable(f"delete device {device_id}", _delete_where(DEVICE, DEVICE.c.id == device_id))
+        await self.save_devices([], [device_id])
+
+    async def save_devices(self, devices: Sequence[Device], forget: Collection[str] = ()) -> None:
+        """Save these devices' descriptions and forget those ids, in one transaction committed before returning.
+
+        A burst of discoveries (thousands of retained ones at start-up) costs one commit, not one each.
+        """
+        saved, gone = list(devices), sorted(forget)
+        now = self.clock.now()
+        upsert = _device_upsert(self.engine.dialect.name)
+
+        def work(conn: Connection) -> None:
+            for i in range(0, len(gone), _IDS_PER_DELETE):
+                conn.execute(sa.delete(DEVICE).where(DEVICE.c.id.in_(gone[i : i + _IDS_PER_DELETE])))
+            if saved:
+                # Dumped here, on the writer thread, rather than on the event loop.
+                conn.execute(upsert, [_device_row(d, now) for d in saved])
+
+        names = ", ".join([d.id for d in saved[:3]] + [f"-{i}" for i in gone[:3]])
+        more = len(saved) + len(gone) - min(len(saved), 3) - min(len(gone), 3)
+        await self._durable(f"save devices {names}" + (f" and {more} more" if more else ""), work)
 
     async def save_timer(self, key: str, rule_id: str, deadline: datetime, data: Mapping[str, Any]) -> None:
         """Insert or update an armed rule deadline, committed before returning."""
@@ -890,6 +903,29 @@ def create_current(conn: Connection) -> None:
     """Make today's tables on an empty database (Alembic then stamps it at the head revision)."""
     SQLModel.metadata.create_all(conn, tables=list(TABLES.values()))
     conn.execute(sa.insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
+_IDS_PER_DELETE = 500  # well under SQLite's limit on bound parameters
+
+
+def _device_upsert(dialect: str) -> Any:
+    """Insert or update device rows whose description comes as JSON text (see _device_row)."""
+    text = sa.bindparam("description", type_=sa.Text())
+    description = sa.cast(text, DEVICE.c.description.type) if dialect == "postgresql" else text
+    stmt = _INSERT[dialect](DEVICE).values(description=description)
+    updated = {k: stmt.excluded[k] for k in ("description", "status", "room", "updated_at")}
+    return stmt.on_conflict_do_update(index_elements=[DEVICE.c.id], set_=updated)
+
+
+def _device_row(device: Device, now: datetime) -> dict[str, Any]:
+    # pydantic's own JSON, several times faster than a dict that the JSON column then dumps.
+    return {
+        "id": device.id,
+        "description": device.model_dump_json(),
+        "status": device.status.value,
+        "room": device.room,
+        "updated_at": now,
+    }
 
 
 def _delete_where(table: sa.Table, where: ColumnElement[bool]) -> Callable[[Connection], None]:

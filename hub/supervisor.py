@@ -101,9 +101,18 @@ class Hub:
         self.mode = ModeState(mode="home", since=self.started_at)
         self.broker_url = ""
         self.link: Link | None = None
-        self._handlers: dict[str, Callable[[Message], Awaitable[None]]] = {}
+        self._handlers: dict[str, Callable[[Message], None]] = {}
         self._subscribed: dict[str, set[str]] = {}
+        self._resubscribe: set[str] = set()  # adapters that discovered devices this turn of the loop
         self._placed: dict[str, str] = {}  # device id -> "devices" or "inbox", where it is published
+        # Effects waiting for the store (a device is stored before it is shown) and those behind
+        # them, kept in order, with the merged values of each state change when it was queued.
+        # The `effects` task carries them out in batches: a burst of discoveries (thousands of
+        # retained ones at start-up) costs one transaction, not one each.
+        self._queue: list[tuple[Effect, dict[str, Value] | None]] = []
+        self._queue_waiters: list[asyncio.Future[None]] = []
+        self._queued = asyncio.Event()
+        self._storing = False  # a batch taken from the queue is not carried out yet
         self.ready = asyncio.Event()
         # Called with every event the hub forwards (the rules engine and `hub demo` listen).
         self.listeners: list[Callable[[Event], None]] = []
@@ -168,6 +177,7 @@ class Hub:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(link.run(), name="mqtt")
                 tg.create_task(self.store.run(), name="store")
+                tg.create_task(self._effects(), name="effects")
                 tg.create_task(self.rules.run(), name="rules")
                 tg.create_task(self.care.run(link), name="box-care")
                 tg.create_task(self._retention(), name="retention")
@@ -212,14 +222,15 @@ class Hub:
         link = self._link()
         await link.wait_connected(timeout=None)
         await link.set_retained(self.topics.mode, self.mode.model_dump_json().encode())
-        await self._carry_out(self.registry.placeholders())
+        effects = self.registry.placeholders()
         for dev in self.registry.devices():
             if dev.status is Status.IGNORED:
                 continue  # restored so that the decision holds, never shown
-            await self._carry_out([PublishDevice(dev)])
+            effects.append(PublishDevice(dev))
             rec = self.registry.get(dev.id)
             if rec is not None and rec.values:
-                await self._carry_out([PublishState(dev.id, rec.ts, dict(rec.values), dev.availability)])
+                effects.append(PublishState(dev.id, rec.ts, dict(rec.values), dev.availability))
+        await self._carry_out(effects)
         self.ready.set()
         log.info("hub ready: %d devices, topic root %s", len(self.registry.records), self.topics.root)
 
@@ -338,8 +349,24 @@ class Hub:
                 known.add(pattern)
                 link.subscribe(pattern, self._handlers[adapter.name])
 
-    def _adapter_handler(self, adapter: Adapter) -> Callable[[Message], Awaitable[None]]:
-        async def handle(msg: Message) -> None:
+    def _discovered_by(self, adapter: Adapter) -> None:
+        # An adapter lists all its filters, which takes longer the more devices it knows: ask
+        # once per turn of the loop, after the messages the link hands over in that turn.
+        if not self._resubscribe:
+            asyncio.get_running_loop().call_soon(self._subscribe_discovered)
+        self._resubscribe.add(adapter.name)
+
+    def _subscribe_discovered(self) -> None:
+        names, self._resubscribe = self._resubscribe, set()
+        for name in names:
+            try:
+                self._subscribe_adapter(self.adapters[name])
+            except ValueError as exc:  # a filter made from an odd device topic: the others still count
+                self.counters[f"bad_filter.{name}"] += 1
+                log.error("%s: could not subscribe a discovered device's topics: %s", name, exc)
+
+    def _adapter_handler(self, adapter: Adapter) -> Callable[[Message], None]:
+        def handle(msg: Message) -> None:
             try:
                 events = adapter.feed(msg, self.clock.now())
             except Rejected as exc:
@@ -348,46 +375,122 @@ class Hub:
                 return
             for event in events:
                 if isinstance(event, DeviceDiscovered):
-                    self._subscribe_adapter(adapter)
-                await self._carry_out(self.registry.apply(event))
+                    self._discovered_by(adapter)
+                self._submit(self.registry.apply(event))
 
         return handle
 
-    async def _carry_out(self, effects: list[Effect]) -> None:
+    # -- carrying out the registry's effects ---------------------------------------------
+
+    def _submit(self, effects: list[Effect]) -> None:
+        """Carry out effects now, or queue them behind those that wait for the store (order kept)."""
+        if self._queue or self._storing or any(isinstance(e, PublishDevice | Unpublish) for e in effects):
+            self._queue += [(e, self._merged(e)) for e in effects]
+            self._queued.set()
+            return
+        # A state report while nothing waits: no store write, no task switch (the per-message path).
         link = self._link()
         for effect in effects:
+            self._now(link, effect, None)
+
+    async def _carry_out(self, effects: list[Effect]) -> None:
+        """Queue effects and wait until they are carried out; StoreError if their batch could not be stored."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue += [(e, self._merged(e)) for e in effects]
+        self._queue_waiters.append(done)
+        self._queued.set()
+        await done
+
+    def _merged(self, effect: Effect) -> dict[str, Value] | None:
+        # History rows hold the merged state as of the change, not as of when the row is written.
+        if isinstance(effect, Forward) and isinstance(effect.event, StateChanged):
+            rec = self.registry.get(effect.event.device_id)
+            return dict(rec.values) if rec else effect.event.values
+        return None
+
+    async def _effects(self) -> None:
+        """Carry out queued effects in batches: every device they show or hide stored in one transaction, then shown."""
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            batch, self._queue = self._queue, []
+            waiters, self._queue_waiters = self._queue_waiters, []
+            self._storing = True
+            try:
+                error = await self._store(batch)
+                await self._show(batch, stored=error is None)
+            finally:
+                self._storing = False
+            for waiter in waiters:
+                if not waiter.done():
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
+
+    async def _store(self, batch: list[tuple[Effect, dict[str, Value] | None]]) -> StoreError | None:
+        # The last word on each device in the batch: saved as shown, or forgotten.
+        final: dict[str, Device | None] = {}
+        for effect, _ in batch:
             match effect:
                 case PublishDevice(device=dev):
-                    await self._publish_device(link, dev)
-                case PublishState():
-                    link.keep(
-                        self.topics.device_state(effect.device_id),
-                        state_json(effect.ts, effect.values, effect.availability),
-                    )
+                    final[dev.id] = dev
                 case Unpublish(device_id=dev_id):
-                    for topic in (
-                        self.topics.device(dev_id),
-                        self.topics.inbox(dev_id),
-                        self.topics.device_state(dev_id),
-                    ):
-                        await link.clear_retained(topic)
-                    self._placed.pop(dev_id, None)
                     kept = self.registry.get(dev_id)
-                    if kept is None or kept.device.id != dev_id:
-                        # Gone, or now an alias of a device seen through a better path.
-                        await self.store.delete_device(dev_id)
-                    else:
-                        # Ignored, not gone: the decision must survive a restart.
-                        await self.store.save_device(kept.device)
-                case Forward(event=event):
-                    await self._forward(link, event)
+                    # Gone, or now an alias of a device seen through a better path: forgotten.
+                    # Ignored, not gone: kept, as the decision must survive a restart.
+                    final[dev_id] = kept.device if kept is not None and kept.device.id == dev_id else None
+        if not final:
+            return None
+        try:
+            await self.store.save_devices(
+                [d for d in final.values() if d is not None], [i for i, d in final.items() if d is None]
+            )
+        except Exception as exc:  # StoreError, or the writer thread gone under us
+            # Not shown, so that nothing a caregiver sees is lost in a crash; the next discovery retries.
+            self.counters["devices_not_stored"] += len(final)
+            log.error("%d device descriptions could not be stored, not shown: %s", len(final), exc)
+            return exc if isinstance(exc, StoreError) else StoreError(f"{type(exc).__name__}: {exc}")
+        return None
+
+    async def _show(self, batch: list[tuple[Effect, dict[str, Value] | None]], *, stored: bool) -> None:
+        link = self._link()
+        for effect, merged in batch:
+            try:
+                match effect:
+                    case PublishDevice(device=dev):
+                        if stored:
+                            await self._publish_device(link, dev)
+                    case Unpublish(device_id=dev_id):
+                        for topic in (
+                            self.topics.device(dev_id),
+                            self.topics.inbox(dev_id),
+                            self.topics.device_state(dev_id),
+                        ):
+                            await link.clear_retained(topic)
+                        self._placed.pop(dev_id, None)
+                    case _:
+                        self._now(link, effect, merged)
+            except Exception:
+                # One bad effect (a bug) must not stop the others or the hub, as one bad message does not.
+                self.counters["effect_failed"] += 1
+                log.exception("could not carry out %s", type(effect).__name__)
+
+    def _now(self, link: Link, effect: Effect, merged: dict[str, Value] | None) -> None:
+        # The effects that need neither the store nor a wait: state publishes and forwards.
+        match effect:
+            case PublishState():
+                link.keep(
+                    self.topics.device_state(effect.device_id),
+                    state_json(effect.ts, effect.values, effect.availability),
+                )
+            case Forward(event=event):
+                self._forward(link, event, merged)
 
     async def _publish_device(self, link: Link, dev: Device) -> None:
         where = "devices" if dev.status is Status.ADOPTED else "inbox"
         topic = self.topics.device(dev.id) if where == "devices" else self.topics.inbox(dev.id)
-        # Stored before it is shown: what a caregiver sees has survived a crash.
-        await self.store.save_device(dev)
-        await link.set_retained(topic, device_payload(dev))
+        link.keep(topic, device_payload(dev))
         if self._placed.get(dev.id) != where:
             # Moved between inbox and devices (or first publish of this run, when a retained
             # copy from an earlier run may sit in the other place): clear the other one.
@@ -395,11 +498,13 @@ class Hub:
             await link.clear_retained(other)
             self._placed[dev.id] = where
 
-    async def _forward(self, link: Link, event: Event) -> None:
+    def _forward(self, link: Link, event: Event, merged: dict[str, Value] | None = None) -> None:
         if isinstance(event, StateChanged):
             # History rows hold the merged state, so that the last row restores a device whole.
-            rec = self.registry.get(event.device_id)
-            self.store.record_state(event.device_id, dict(rec.values) if rec else event.values, event.ts)
+            if merged is None:
+                rec = self.registry.get(event.device_id)
+                merged = dict(rec.values) if rec else event.values
+            self.store.record_state(event.device_id, merged, event.ts)
         else:
             self.store.record_event(event)
         link.post(self.topics.events, event_json(event))
@@ -439,7 +544,7 @@ class Hub:
         try:
             routes = self.registry.route(device_id, values)
         except CommandRefused as exc:
-            await self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
+            self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
             raise
         for route in routes:
             adapter = self.adapters.get(BY_PROTOCOL.get(route.device.protocol, ""))
@@ -448,18 +553,15 @@ class Hub:
                     raise Rejected("no_adapter", f"no adapter speaks {route.device.protocol.value}")
                 messages = adapter.encode(route.device, route.values)
             except Rejected as exc:
-                await self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
+                self._forward(self._link(), CommandFailed(ts=now, command=command, reason=str(exc)))
                 raise CommandRefused(str(exc)) from None
             for out in messages:
                 await self._link().publish(out.topic, out.payload, retain=out.retain, qos=out.qos)
-                await self._forward(self._link(), CommandSent(ts=now, command=command, topic=out.topic))
+                self._forward(self._link(), CommandSent(ts=now, command=command, topic=out.topic))
 
     async def _decide(self, device_id: str, status: Status, name: str | None, room: str | None) -> None:
-        effects = self.registry.decide(device_id, status, self.clock.now(), name=name, room=room)
-        rec = self.registry.get(device_id)
-        if rec is not None:
-            await self.store.save_device(rec.device)
-        await self._carry_out(effects)
+        # Adopted or ignored, the device is stored (with the decision) before it shows so.
+        await self._carry_out(self.registry.decide(device_id, status, self.clock.now(), name=name, room=room))
 
     async def _adopt(self, device_id: str, request: AdoptRequest) -> None:
         if request.room is not None and request.room not in {r.id for r in self.config.rooms}:

@@ -6,12 +6,15 @@ import asyncio
 import json
 import signal
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 
+from hub.sim.dialects import build
+from hub.sim.load import announcements, load_specs
 from hub.store import Store
 from tests import captures
 from tests.brokers import Mosquitto, free_port, wait_port
@@ -234,3 +237,31 @@ def test_hub_run_refuses_a_broken_config_with_located_errors(tmp_path: Path, bad
     )
     assert done.returncode == 2
     assert f"{path}:1:" in done.stderr
+
+
+async def test_retained_discoveries_are_each_stored_before_shown_in_a_few_commits(
+    own_mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    own_mosquitto.start()
+    count = 200  # of the four dialects whose discovery is retained
+    boot = announcements([build(s) for s in load_specs(count, "retained")], datetime.now(UTC))
+    async with aiomqtt.Client("127.0.0.1", own_mosquitto.port) as client:
+        for msg in boot:
+            if msg.retain:
+                await client.publish(msg.topic, msg.payload, qos=1, retain=True)
+    text = config_text(own_mosquitto.url).replace("discovery:\n", "discovery:\n  auto_adopt: true\n")
+    config = make_config(text, tmp_path)
+    shown: set[str] = set()
+    async with aiomqtt.Client("127.0.0.1", own_mosquitto.port) as client:
+        await client.subscribe(f"hub/{config.home.id}/devices/+")
+        async with running_hub(config, tmp_path / "data") as hub, asyncio.timeout(WAIT):
+            async for msg in client.messages:
+                device_id = msg.topic.value.rsplit("/", 1)[1]
+                if device_id not in shown:
+                    shown.add(device_id)
+                    # Shown only once committed: another reader of the database finds it already.
+                    assert device_id in {d.id for d in await asyncio.to_thread(hub.store.load_devices)}
+                if len(shown) == count:
+                    break
+            # One transaction per burst, not one per device.
+            assert hub.store.stats["durable_writes"] < count // 4

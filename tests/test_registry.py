@@ -226,3 +226,30 @@ def test_per_message_builders_equal_the_validated_models() -> None:
     assert online(ts) == Availability(state=AvailabilityState.ONLINE, reason=None, last_seen=ts)
     validated = DeviceState(ts=ts, values=values, availability=online(ts))
     assert state_json(ts, values, online(ts)) == validated.model_dump_json().encode()
+
+
+def test_the_change_log_names_devices_described_anew_not_sightings(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry(auto_adopt=True)
+    start = reg.generation
+    plug = z2m_plug()
+    reg.apply(discovered(plug))
+    # A sighting that only moves last_seen, and an availability report: the description is the same.
+    reg.apply(DeviceDiscovered(ts=T0.replace(hour=9), device=plug))
+    reg.apply(AvailabilityChanged(ts=T0, device_id=plug.id, availability=Availability(state=AvailabilityState.ONLINE)))
+    assert reg.changed_since(start) == [plug.id]
+    # A better path takes over a copy: the copy's id leaves, the native id arrives.
+    seen = reg.generation
+    reg.apply(discovered(ha_copy().model_copy(update={"identifiers": {"ieee": "0x1"}})))
+    reg.apply(discovered(plug.model_copy(update={"id": "z2m-0x1", "identifiers": {"ieee": "0x1"}})))
+    changed = reg.changed_since(seen)
+    assert changed is not None
+    assert list(dict.fromkeys(changed)) == [ha_copy().id, "z2m-0x1"]
+    assert ha_copy().id not in reg.records
+    reg.apply(DeviceRemoved(ts=T0, device_id=plug.id, reason="left the network"))
+    assert reg.changed_since(reg.generation - 1) == [plug.id]
+    # A reader further behind than the log is told to start over.
+    monkeypatch.setattr("hub.registry.CHANGE_LOG", 2)
+    for n in range(6):
+        reg.apply(discovered(plug.model_copy(update={"id": f"z2m-{n}", "identifiers": {}})))
+    assert reg.changed_since(start) is None
+    assert reg.changed_since(reg.generation - 2) == ["z2m-4", "z2m-5"]

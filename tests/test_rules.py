@@ -10,9 +10,9 @@ import pytest
 
 from hub.api import HouseMode
 from hub.config import ConfigError
-from hub.model import AvailabilityState
+from hub.model import AvailabilityState, DeviceDiscovered, DeviceRemoved, Kind
 from hub.rules.spec import RuleError, check_rules
-from tests.rules_home import DEVICES, MONDAY, Home, home_config
+from tests.rules_home import DEVICES, MONDAY, Dev, Home, device, home_config
 
 Step = tuple[Any, ...]
 Fired = tuple[str, str, str | None, str]
@@ -906,3 +906,32 @@ async def test_one_alert_per_rule_and_room_and_the_rate_limit() -> None:
     home.set("z2m-front-door", contact=True)
     await home.wait(2 * M)
     assert len(home.fired("door_left_open")) == 2
+
+
+def test_rules_follow_each_device_change_without_recomputing_for_devices_they_cannot_see() -> None:
+    home = Home.build("  - kind: morning_check\n")
+    home.registry.auto_adopt = True
+    rule = home.engine.rules["morning_check"]
+
+    def discover(d: Dev) -> None:
+        home.registry.apply(DeviceDiscovered(ts=home.clock.now(), device=device(d)))
+
+    def watched() -> set[str]:
+        # What the rule derives (its cached inputs) and where the engine routes values (used devices) agree.
+        mine = {i.device_id for _, i in rule.my_inputs()}
+        assert mine == home.engine.used_devices()
+        return mine
+
+    version = home.engine.version
+    # A thermometer feeds no rule and has no role: the rules' views stay as they are, inputs grow.
+    discover(Dev("z2m-thermo", "hallway", {"temperature": Kind.TEMPERATURE}))
+    assert home.engine.version == version
+    assert "z2m-thermo" in {i.device_id for i in home.engine.inputs()}
+    # Motion in the living room is activity outside the bedroom: morning_check takes it.
+    discover(Dev("z2m-sofa-motion", "living-room", {"motion": Kind.MOTION}))
+    assert "z2m-sofa-motion" in watched()
+    # A bed makes the living room a bedroom: its motion no longer counts, though that device did not change.
+    discover(Dev("z2m-sofa-bed", "living-room", {"occupancy": Kind.OCCUPANCY}, "bed"))
+    assert "z2m-sofa-motion" not in watched()
+    home.registry.apply(DeviceRemoved(ts=home.clock.now(), device_id="z2m-sofa-bed", reason="gone"))
+    assert "z2m-sofa-motion" in watched()

@@ -180,6 +180,22 @@ async def test_durable_alert_visible_from_a_second_store(store: Store, db_url: s
         await other.close()
 
 
+async def test_a_burst_of_devices_is_saved_and_forgotten_in_one_commit(store: Store) -> None:
+    devices = [
+        Device(
+            id=f"z2m-0x{n}", name=f"Sensor {n}", protocol=Protocol.Z2M, room="kitchen", identifiers={"ieee": f"0x{n}"}
+        )
+        for n in range(1200)  # more ids than one DELETE takes
+    ]
+    await store.save_devices(devices)
+    writes = store.stats["durable_writes"]
+    renamed = devices[0].model_copy(update={"name": "Stove sensor", "status": Status.ADOPTED})
+    await store.save_devices([renamed], [d.id for d in devices[1:]])
+    assert store.stats["durable_writes"] == writes + 1
+    assert store.load_devices() == [renamed]
+    assert store.count("device") == 1
+
+
 _KILLED_WRITER = """
 import asyncio, sys
 from datetime import UTC, datetime

@@ -179,6 +179,7 @@ class HomieAdapter(CountedFeed):
         self._devices: dict[str, _Dev] = {}  # by base topic
         self._by_id: dict[str, _Dev] = {}
         self._routes: dict[str, tuple[_Dev, _Prop]] = {}  # property topic -> decoder
+        self._others: dict[str, int] = {}  # base topic -> its "other" points, summed in counters["other_point"]
         self._pending: OrderedDict[str, Message] = OrderedDict()
 
     def subscriptions(self) -> list[str]:
@@ -294,6 +295,7 @@ class HomieAdapter(CountedFeed):
     def _forget(self, dev: _Dev) -> None:
         self._devices.pop(dev.base, None)
         self._by_id.pop(dev.id, None)
+        self.counters["other_point"] -= self._others.pop(dev.base, 0)
         for topic in [t for t, (d, _) in self._routes.items() if d is dev]:
             del self._routes[topic]
 
@@ -303,17 +305,19 @@ class HomieAdapter(CountedFeed):
         dev.name = name if isinstance(name, str) and name else dev.native
         root = description.get("root")
         dev.root = root if isinstance(root, str) else None
+        # Its routes are the topics of its properties as last described (a scan of every route
+        # per description made thousands of devices quadratic).
+        for p in dev.props.values():
+            self._routes.pop(f"{dev.base}/{p.node}/{p.prop}", None)
         dev.props = _props(description)
-        for topic in [t for t, (d, _) in self._routes.items() if d is dev]:
-            del self._routes[topic]
         self._routes.update({f"{dev.base}/{p.node}/{p.prop}": (dev, p) for p in dev.props.values()})
         device = self._device(dev)
         if device == dev.device:
             return []
         dev.device = device
-        self.counters["other_point"] = sum(
-            1 for d in self._devices.values() for p in d.props.values() if p.kind is Kind.OTHER
-        )
+        others = sum(1 for p in dev.props.values() if p.kind is Kind.OTHER)
+        self.counters["other_point"] += others - self._others.get(dev.base, 0)
+        self._others[dev.base] = others
         events: list[Event] = [DeviceDiscovered(ts=now, device=device)]
         if first and dev.state is not None:
             events.append(_availability(dev, now))

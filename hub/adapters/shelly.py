@@ -197,6 +197,7 @@ class ShellyAdapter:
         self._gen2: dict[str, _Dev] = {}  # by topic prefix
         self._gen1: dict[str, _Dev] = {}  # by Gen1 id
         self._by_id: dict[str, _Dev] = {}
+        self._others: dict[str, int] = {}  # device id -> its "other" points, summed in counters["other_point"]
         self._pending: OrderedDict[str, Message] = OrderedDict()
         self._rpc_id = 0
 
@@ -223,9 +224,10 @@ class ShellyAdapter:
         if dev is None or not dev.dirty:
             return events
         dev.dirty = False
-        self.counters["other_point"] = sum(
-            1 for d in self._by_id.values() for p in d.points.values() if p.kind is Kind.OTHER and not p.diagnostic
-        )
+        # Counted by difference: a sum over every device would make thousands of discoveries quadratic.
+        others = sum(1 for p in dev.points.values() if p.kind is Kind.OTHER and not p.diagnostic)
+        self.counters["other_point"] += others - self._others.get(dev.id, 0)
+        self._others[dev.id] = others
         return [DeviceDiscovered(ts=now, device=dev.device()), *events]
 
     def _feed(self, msg: Message, now: datetime) -> tuple[_Dev | None, list[Event]]:

@@ -155,20 +155,16 @@ class TasmotaAdapter(CountedFeed):
         self._devices: dict[str, _Dev] = {}  # by MAC
         self._by_id: dict[str, _Dev] = {}
         self._routes: dict[str, tuple[_Dev, Handler]] = {}
+        self._others: dict[str, int] = {}  # device id -> its "other" points, summed in counters["other_point"]
+        # Filters for devices whose FullTopic the static ones miss, counted by the devices that need
+        # each: worked out once per discovery, as `subscriptions` is asked after every burst of them.
+        self._extra: Counter[str] = Counter()
         self._retained: OrderedDict[str, Message] = OrderedDict()
 
     def subscriptions(self) -> list[str]:
         """Discovery, both common FullTopic orders, and the topics of discovered devices with another `ft`."""
         own = [f"{self.prefix}/+/config", f"{self.prefix}/+/sensors", *STATIC_FILTERS]
-        extra = sorted(
-            {
-                dev.topics[p] + "+"
-                for dev in self._devices.values()
-                for p in ("stat", "tele")
-                if not any(topic_matches(f, dev.topics[p] + "LWT") for f in STATIC_FILTERS)
-            }
-        )
-        return own + extra
+        return own + sorted(self._extra)
 
     def _feed(self, msg: Message, now: datetime) -> list[Event]:
         route = self._routes.get(msg.topic)
@@ -214,9 +210,10 @@ class TasmotaAdapter(CountedFeed):
             identifiers={"mac": dev.mac},
             points=tuple(dev.points.values()),
         )
-        self.counters["other_point"] = sum(
-            1 for d in self._devices.values() for p in d.points.values() if p.kind is Kind.OTHER and not p.diagnostic
-        )
+        # Counted by difference: a sum over every device would make thousands of discoveries quadratic.
+        others = sum(1 for p in dev.points.values() if p.kind is Kind.OTHER and not p.diagnostic)
+        self.counters["other_point"] += others - self._others.get(dev.id, 0)
+        self._others[dev.id] = others
         return DeviceDiscovered(ts=now, device=dev.device)
 
     # -- discovery ---------------------------------------------------------------------
@@ -255,10 +252,13 @@ class TasmotaAdapter(CountedFeed):
 
     def _forget(self, dev: _Dev) -> None:
         self._by_id.pop(dev.id, None)
+        self._extra -= Counter(_extra_filters(dev))
+        self.counters["other_point"] -= self._others.pop(dev.id, 0)
         for topic in [t for t, (d, _) in self._routes.items() if d is dev]:
             del self._routes[topic]
 
     def _route(self, dev: _Dev) -> None:
+        self._extra += Counter(_extra_filters(dev))
         tele, stat = dev.topics["tele"], dev.topics["stat"]
         table: dict[str, Handler] = {
             tele + "LWT": TasmotaAdapter._lwt,
@@ -689,3 +689,12 @@ def _changed(dev: _Dev, values: dict[str, Value], now: datetime) -> list[Event]:
     if not values:
         return []
     return [StateChanged.model_construct(ts=now, device_id=dev.id, values=values)]
+
+
+def _extra_filters(dev: _Dev) -> set[str]:
+    """The filters a device's topics need beyond STATIC_FILTERS (a FullTopic in an unusual order)."""
+    return {
+        dev.topics[p] + "+"
+        for p in ("stat", "tele")
+        if not any(topic_matches(f, dev.topics[p] + "LWT") for f in STATIC_FILTERS)
+    }

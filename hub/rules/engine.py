@@ -21,9 +21,6 @@ from hub.config import Config
 from hub.model import (
     AvailabilityChanged,
     CommandSent,
-    DeviceAdopted,
-    DeviceDiscovered,
-    DeviceRemoved,
     Event,
     Kind,
     PointEvent,
@@ -108,6 +105,9 @@ class RuleRefused(ValueError):
 Route = tuple["Rule", str, Input]
 
 
+_NO_ROUTES: dict[str, list[Route]] = {}
+
+
 class Engine:
     """Every rule of one home, its timers, mode and alert book."""
 
@@ -150,24 +150,31 @@ class Engine:
         self.last_fired: dict[str, datetime] = {}
         self.counters: Counter[str] = Counter()
         self.trigger: str | None = None
-        self._routes: dict[str, dict[str, list[Route]]] = {}
+        # Derived per device and kept up to date from the registry's change log, so that a
+        # discovery costs the work of that one device (10,000 are announced at start-up).
+        self._inputs_of: dict[str, tuple[Input, ...]] = {}  # adopted device id -> its points as inputs
+        self._routes: dict[str, dict[str, list[Route]]] = {}  # device id -> point key -> rules that take it
+        self._used: set[str] = set()
         self._inputs: list[Input] | None = None
-        self.version = 0  # bumped whenever the set of devices changes
+        self._generation: int | None = None  # the registry generation caught up with (None: never)
+        self._version = 0
         self._published: dict[str, RuleView] = {}
         self._dirty: set[str] = set()
 
     # -- devices -----------------------------------------------------------------------
 
+    @property
+    def version(self) -> int:
+        """Bumped whenever a change of devices may change what rules derived from them (Rule.cached)."""
+        self._catch_up()
+        return self._version
+
     def inputs(self) -> list[Input]:
         """Every point of every adopted device."""
+        self._catch_up()
         if self._inputs is None:
-            found: list[Input] = []
-            for rec in self.registry.records.values():
-                dev = rec.device
-                if dev.status is not Status.ADOPTED:
-                    continue
-                found += [Input(dev.id, p.key, p.kind, dev.room, dev.role, dev.name, p.writable) for p in dev.points]
-            self._inputs = found
+            known = self._inputs_of
+            self._inputs = [i for dev_id in self.registry.records if dev_id in known for i in known[dev_id]]
         return self._inputs
 
     def find(self, predicate: Callable[[Input], bool]) -> list[Input]:
@@ -186,33 +193,75 @@ class Engine:
 
     def used_devices(self) -> set[str]:
         """Devices that feed at least one rule other than device health."""
-        used: set[str] = set()
-        for inp in self.inputs():
-            if inp.device_id not in used and any(
-                r is not self.health and (tag := r.accepts(inp)) is not None and tag not in r.ACTION_TAGS
-                for r in self.rules.values()
-            ):
-                used.add(inp.device_id)
-        return used
+        self._catch_up()
+        return set(self._used)
 
-    def _invalidate(self) -> None:
-        self._routes.clear()
+    def _catch_up(self) -> None:
+        # Re-derive only the devices the registry changed since last time. The rules' cached
+        # views (Rule.cached) are recomputed, by bumping the version, only when a changed
+        # device may be in them: it feeds a rule, or has a role.
+        generation = self.registry.generation
+        if generation == self._generation:
+            return
+        changed = None if self._generation is None else self.registry.changed_since(self._generation)
+        # Caught up from here on: the rules asked below (accepts -> rooms) must not start over.
+        self._generation = generation
         self._inputs = None
-        self.version += 1
+        if changed is None:  # the first time, or further behind than the registry's log: everything
+            changed = [*self._inputs_of, *self.registry.records]
+        fresh: list[str] = []
+        counts = roles = False
+        for dev_id in dict.fromkeys(changed):
+            before = self._inputs_of.pop(dev_id, ())
+            after = self._device_inputs(dev_id)
+            if after:
+                self._inputs_of[dev_id] = after
+            if before == after:
+                continue
+            fresh.append(dev_id)
+            roles = roles or any(i.role is not None for i in (*before[:1], *after[:1]))
+            counts = counts or dev_id in self._routes
+        if roles:
+            # Roles say which rooms are bedrooms, kitchens, bathrooms, and rules take other
+            # devices' points by those rooms: every device's routes anew, with fresh views.
+            self._version += 1
+            fresh = list(self._inputs_of)
+            self._routes.clear()
+            self._used.clear()
+        for dev_id in fresh:
+            counts = self._route(dev_id) or counts
+        if counts:
+            self._version += 1
+
+    def _device_inputs(self, dev_id: str) -> tuple[Input, ...]:
+        rec = self.registry.records.get(dev_id)
+        if rec is None or rec.device.status is not Status.ADOPTED:
+            return ()
+        dev = rec.device
+        return tuple(Input(dev.id, p.key, p.kind, dev.room, dev.role, dev.name, p.writable) for p in dev.points)
+
+    def _route(self, dev_id: str) -> bool:
+        """Which rules take each point of one device; whether any does."""
+        routes: dict[str, list[Route]] = {}
+        for inp in self._inputs_of.get(dev_id, ()):
+            for rule in self.rules.values():
+                tag = rule.accepts(inp)
+                if tag is not None:
+                    routes.setdefault(inp.key, []).append((rule, tag, inp))
+        used = any(r is not self.health and tag not in r.ACTION_TAGS for rs in routes.values() for r, tag, _ in rs)
+        if used:
+            self._used.add(dev_id)
+        else:
+            self._used.discard(dev_id)
+        if not routes:
+            self._routes.pop(dev_id, None)
+            return False
+        self._routes[dev_id] = routes
+        return True
 
     def _device_routes(self, device_id: str) -> dict[str, list[Route]]:
-        routes = self._routes.get(device_id)
-        if routes is None:
-            routes = {}
-            for inp in self.inputs():
-                if inp.device_id != device_id:
-                    continue
-                for rule in self.rules.values():
-                    tag = rule.accepts(inp)
-                    if tag is not None:
-                        routes.setdefault(inp.key, []).append((rule, tag, inp))
-            self._routes[device_id] = routes
-        return routes
+        self._catch_up()
+        return self._routes.get(device_id, _NO_ROUTES)
 
     # -- events in ---------------------------------------------------------------------
 
@@ -229,8 +278,6 @@ class Engine:
                 if self.registry.active(event.device_id):
                     for rule in self.rules.values():
                         self._call(rule, rule.on_availability, event.device_id, event.availability, event.ts)
-            case DeviceDiscovered() | DeviceAdopted() | DeviceRemoved():
-                self._invalidate()
             case CommandSent() if not event.command.origin.startswith("rule:"):
                 # A person set a device a rule acts on (a light): the rule leaves it to them.
                 routes = self._device_routes(event.command.device_id)

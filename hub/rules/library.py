@@ -123,7 +123,11 @@ class Rule:
         return None
 
     def cached(self, name: str, compute: Callable[[], Any]) -> Any:
-        """A value derived from the set of devices, recomputed when devices change."""
+        """A value derived from the set of devices, recomputed when devices change.
+
+        Only from inputs that some rule accepts, or that have a role: a change to any other
+        device does not bump the engine's version (see Engine._see).
+        """
         hit = self._cache.get(name)
         if hit is None or hit[0] != self.e.version:
             hit = (self.e.version, compute())
