@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import ssl
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -25,6 +26,7 @@ from hub.mqttsocket import Lane, decode_paho
 from hub.wire import Message, topic_matches
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
@@ -190,26 +192,47 @@ def covers(general: str, specific: str) -> bool:
     return len(gen) == len(spec)
 
 
+def has_wildcard(pattern: str) -> bool:
+    """Whether a (valid) filter has a `+` or `#` level."""
+    return "+" in pattern or "#" in pattern
+
+
+class WildcardIndex(Generic[V]):
+    """Filters with a wildcard, by their literal levels before the first wildcard.
+
+    Only such a filter can match a topic (or cover a filter) whose levels begin with that
+    prefix: looking up the few prefixes of a topic replaces scanning every filter, which
+    discovery makes many of (one or more per device, thousands in a large home).
+    """
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[str, list[tuple[str, V]]] = {}
+
+    def add(self, pattern: str, value: V) -> None:
+        """Index a filter that has a wildcard."""
+        levels = pattern.split("/")
+        first = next(i for i, level in enumerate(levels) if level in ("+", "#"))
+        self._by_prefix.setdefault("/".join(levels[:first]), []).append((pattern, value))
+
+    def candidates(self, name: str) -> list[tuple[str, V]]:
+        """The filters that may match topic (or cover filter) `name`, in the order they were added per prefix."""
+        levels = name.split("/")
+        return [entry for i in range(len(levels) + 1) for entry in self._by_prefix.get("/".join(levels[:i]), ())]
+
+
 def broker_filters(filters: Mapping[str, int]) -> dict[str, int]:
     """The filters to subscribe at the broker: none covered by another, each with the highest QoS it stands for.
 
     Overlapping subscriptions make some brokers (amqtt) deliver one copy per matching
     filter; subscribing only the covering ones keeps the common overlaps to one copy.
     """
-    # Only a filter with a wildcard covers another one, and only if its literal levels before
-    # the first wildcard begin the other: indexing wildcard filters by that prefix keeps this
-    # near-linear (discovery adds filters per device, thousands of them, many with a `+`).
-    by_prefix: dict[str, list[str]] = {}
+    index: WildcardIndex[None] = WildcardIndex()
     for g in filters:
-        levels = g.split("/")
-        first = next((i for i, level in enumerate(levels) if level in ("+", "#")), None)
-        if first is not None:
-            by_prefix.setdefault("/".join(levels[:first]), []).append(g)
+        if has_wildcard(g):
+            index.add(g, None)
 
     def coverers(f: str) -> list[str]:
-        levels = f.split("/")
-        found = [g for i in range(len(levels) + 1) for g in by_prefix.get("/".join(levels[:i]), ())]
-        return [g for g in found if g != f and covers(g, f)]
+        return [g for g, _ in index.candidates(f) if g != f and covers(g, f)]
 
     kept = {f: q for f, q in filters.items() if not coverers(f)}
     for f, q in filters.items():
@@ -360,9 +383,20 @@ class Link:
         self._clock: Clock = clock or RealClock()
         self._rng = rng or random.Random()
         self.status = LinkStatus(connected=False, since=self._clock.now())
-        self._routes: list[tuple[str, Handler]] = []
+        # Routes by filter: exact topics in a dict, wildcard filters indexed by prefix; each
+        # with its order of subscription, which is the order handlers are called in.
+        self._exact: dict[str, list[tuple[int, Handler]]] = {}
+        self._wild: WildcardIndex[tuple[int, Handler]] = WildcardIndex()
+        self._order = itertools.count()
         self._filters: dict[str, int] = {}
         self._subscribed: dict[str, int] = {}  # what the current connection holds at the broker
+        # What the broker should hold (broker_filters of _filters), kept up to date as exact
+        # filters arrive: recomputing it over thousands of filters per burst of discoveries
+        # was most of a large home's start-up. A new wildcard filter recomputes it (`_full`).
+        self._wanted: dict[str, int] = {}
+        self._wanted_wild: WildcardIndex[None] = WildcardIndex()
+        self._changed: set[str] = set()  # entries of _wanted changed since the last sync
+        self._full = True
         self._route_cache: dict[str, tuple[Handler, ...]] = {}
         self._retained: dict[str, tuple[bytes, int]] = {}
         self._pending: deque[Message] = deque()
@@ -434,6 +468,7 @@ class Link:
                 self._client = None
                 self._live.clear()
                 self._subscribed = {}
+                self._full = True
                 for task in self._syncing:  # obsolete: the next connection subscribes everything
                     task.cancel()
                 self._sync_queued = False
@@ -585,7 +620,9 @@ class Link:
         # Never trust the broker's routing (amqtt delivers retained messages that match
         # other clients' subscriptions): each handler gets only what its own filter matches,
         # and once per message even when several of its filters match the topic.
-        handlers = tuple(dict.fromkeys(h for f, h in self._routes if topic_matches(f, topic)))
+        found = [*self._exact.get(topic, ()), *(e for f, e in self._wild.candidates(topic) if topic_matches(f, topic))]
+        found.sort(key=lambda entry: entry[0])
+        handlers = tuple(dict.fromkeys(h for _, h in found))
         if len(self._route_cache) >= _ROUTE_CACHE_MAX:
             self._route_cache.clear()
         self._route_cache[topic] = handlers
@@ -600,9 +637,16 @@ class Link:
         problem = filter_problem(pattern)
         if problem is not None:
             raise ValueError(f"MQTT filter {pattern!r}: {problem}")
-        self._routes.append((pattern, handler))
-        self._route_cache.clear()
-        self._filters[pattern] = max(qos, self._filters.get(pattern, 0))
+        qos = max(qos, self._filters.get(pattern, 0))
+        self._filters[pattern] = qos
+        if has_wildcard(pattern):
+            self._wild.add(pattern, (next(self._order), handler))
+            self._route_cache.clear()
+            self._full = True
+        else:
+            self._exact.setdefault(pattern, []).append((next(self._order), handler))
+            self._route_cache.pop(pattern, None)
+            self._want(pattern, qos)
         if self._client is not None and not self._sync_queued:
             # One sync covers every subscription asked for until it runs: a burst of
             # discoveries costs one SUBSCRIBE, not one per device.
@@ -610,6 +654,14 @@ class Link:
             task = asyncio.get_running_loop().create_task(self._sync_live(pattern))
             self._syncing.add(task)
             task.add_done_callback(self._syncing.discard)
+
+    def _want(self, pattern: str, qos: int) -> None:
+        # An exact filter: held at the broker by a wildcard filter that covers it, or by itself.
+        covering = [g for g, _ in self._wanted_wild.candidates(pattern) if covers(g, pattern)]
+        for g in covering or [pattern]:
+            if self._wanted.get(g, -1) < qos:
+                self._wanted[g] = qos
+                self._changed.add(g)
 
     async def wait_subscribed(self) -> None:
         """Return once every live subscription asked for so far is acknowledged (or left to the next connection)."""
@@ -629,9 +681,19 @@ class Link:
         client = self._client
         if client is None:
             return
-        wanted = broker_filters(self._filters)
-        new = [(f, q) for f, q in wanted.items() if self._subscribed.get(f, -1) < q]
-        gone = [f for f in self._subscribed if f not in wanted]
+        if self._full:
+            self._full = False
+            wanted = self._wanted = broker_filters(self._filters)
+            self._wanted_wild = WildcardIndex()
+            for g in wanted:
+                if has_wildcard(g):
+                    self._wanted_wild.add(g, None)
+            new = [(f, q) for f, q in wanted.items() if self._subscribed.get(f, -1) < q]
+            gone = [f for f in self._subscribed if f not in wanted]
+        else:
+            new = [(f, self._wanted[f]) for f in self._changed if self._subscribed.get(f, -1) < self._wanted[f]]
+            gone = []
+        self._changed.clear()
         # Recorded before awaiting, so that a concurrent call does not send the same again;
         # a failure ends the connection, and the next one starts from nothing.
         self._subscribed.update(new)

@@ -562,3 +562,30 @@ async def test_a_slow_handler_pauses_reading_and_loses_nothing(
             await asyncio.wait_for(done.wait(), WAIT)
     assert got == [str(i).encode() for i in range(600)]
     assert pauses, "the backlog never went over the high mark"
+
+
+async def test_subscriptions_kept_up_to_date_one_filter_at_a_time_equal_a_full_recompute(
+    mosquitto: Mosquitto,
+) -> None:
+    p = prefix()
+    link = Link(fast(mosquitto.url))
+    inbox, handler = collector()
+    link.subscribe(f"{p}/a/+", handler)
+    async with running(link):
+        await link.wait_connected(WAIT)
+        steps = [
+            (f"{p}/a/x", 0),  # covered by a/+: nothing new at the broker
+            (f"{p}/a/y", 1),  # covered, but asks for more: a/+ goes up to QoS 1
+            (f"{p}/b/x", 0),  # on its own
+            (f"{p}/b/#", 0),  # a wildcard: covers b/x, which is dropped at the broker
+            (f"{p}/b/y", 1),  # covered by b/#, which goes up to QoS 1
+            (f"{p}/c", 0),
+        ]
+        for pattern, qos in steps:
+            link.subscribe(pattern, handler, qos=qos)
+            await link.wait_subscribed()
+            assert link._subscribed == broker_filters(link._filters), pattern
+        assert link._subscribed == {f"{p}/a/+": 1, f"{p}/b/#": 1, f"{p}/c": 0}
+        await link.publish(f"{p}/b/x", b"routed once")
+        got = await next_msg(inbox)
+    assert (got.topic, got.payload) == (f"{p}/b/x", b"routed once")
