@@ -36,10 +36,23 @@ class NaglingMosquitto(Mosquitto):
         return super().config().replace("set_tcp_nodelay true\n", "")
 
 
+class BigHomeMosquitto(Mosquitto):
+    """A private Mosquitto set up for a large home: up to 100,000 messages queued per client.
+
+    Mosquitto's default (1,000) drops what a client subscribing to tens of thousands of
+    retained topics has not read yet, for any client that pauses a moment: the README says to
+    raise it beyond a few thousand devices.
+    """
+
+    def config(self) -> str:
+        """The test broker's config plus max_queued_messages."""
+        return super().config() + "max_queued_messages 100000\n"
+
+
 @contextlib.contextmanager
-def mosquitto(workdir: Path, *, nodelay: bool = True) -> Iterator[Mosquitto]:
+def mosquitto(workdir: Path, *, nodelay: bool = True, big_home: bool = False) -> Iterator[Mosquitto]:
     """A private Mosquitto on a free 127.0.0.1 port for the block."""
-    broker = Mosquitto(workdir) if nodelay else NaglingMosquitto(workdir)
+    broker = BigHomeMosquitto(workdir) if big_home else Mosquitto(workdir) if nodelay else NaglingMosquitto(workdir)
     broker.start()
     try:
         yield broker
