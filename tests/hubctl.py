@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,13 @@ from hub.config import Config, load_config_text
 from hub.supervisor import Hub, Paths
 
 WAIT = 10.0  # upper bound for any hand-off; they take milliseconds
+
+
+async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109
+    """Wait (bounded) for a condition that no event announces (another thread, a browser, a database)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - nothing to await: no hook announces it
+            await asyncio.sleep(0.02)
 
 
 def config_text(broker_url: str | None, *, home: str | None = None, extra: str = "", local_port: int = 1883) -> str:

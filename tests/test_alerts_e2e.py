@@ -20,9 +20,8 @@ from apprise.plugins.dingtalk import NotifyDingTalk
 
 from hub.store import Store
 from tests.brokers import Mosquitto
-from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, watching
+from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, until, watching
 from tests.test_hub import bridge_devices
-from tests.test_inbox import until
 
 WINDOW = "z2m-0x00158d0001e1a85a"  # MCCGQ01LM contact, friendly name livingroom/window
 

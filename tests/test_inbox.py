@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from zeroconf import ServiceInfo
 from hub.model import Device, DeviceDiscovered, DeviceRemoved, Protocol, Status
 from hub.registry import Forward, Registry, Unpublish
 from tests.brokers import Mosquitto, free_port
-from tests.hubctl import WAIT, config_text, make_config, running_hub, watching
+from tests.hubctl import config_text, make_config, running_hub, until, watching
 from tests.mdnsctl import advertiser, info, random_mac, tag, with_txt
 from tests.test_hub import publish
 
@@ -27,13 +26,6 @@ def mdns_home(broker_url: str | None, discovery: str = "", **kw: object) -> str:
         "discovery:\n  mdns: {enabled: false}\n",
         f"discovery:\n  mdns: {{enabled: true, interfaces: ['127.0.0.1']}}\n{discovery}",
     )
-
-
-async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109
-    """Wait (bounded) for a condition that no event announces."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - nothing to await: the browser has no hook for tests
-            await asyncio.sleep(0.02)
 
 
 def shelly(mac: str, *txt: str, addresses: tuple[str, ...] = ("10.1.2.3",)) -> ServiceInfo:

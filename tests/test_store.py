@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hub.clock import SimClock
 from hub.model import Device, PointEvent, Protocol, StateChanged, Status
 from hub.store import ALERT, STATE, Store, StoreError
+from tests.hubctl import until
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -58,14 +59,6 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll a condition that the writer thread makes true, with a bounded wait."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_batch_by_size_flushes_without_waiting(db_url: str) -> None:
     s = Store(db_url, batch_size=50, batch_seconds=3600)
     s.open()
@@ -80,7 +73,7 @@ async def test_batch_by_size_flushes_without_waiting(db_url: str) -> None:
         # all of them in one transaction (up to eight batches' worth): one commit, not two.
         for i in range(70):
             s.record_state("z2m-b", {"n": i}, T0 + timedelta(seconds=i))
-        await wait_for(lambda: s.stats["batches"] == 2)
+        await until(lambda: s.stats["batches"] == 2)
         assert s.count("state") == 120
         assert s.stats["rows_written"] == 120
         assert s.buffered == 0
@@ -101,7 +94,7 @@ async def test_batch_by_time(db_url: str) -> None:
         s.record_state("z2m-a", {"motion": True}, T0)
         s.record_event(PointEvent(ts=T0, device_id="z2m-b", key="action", value="single"))
         assert s.count("state") == 0
-        await wait_for(lambda: s.stats["batches"] == 1)
+        await until(lambda: s.stats["batches"] == 1)
         assert time.monotonic() - started >= 0.2
         assert (s.count("state"), s.count("event")) == (1, 1)
     finally:
