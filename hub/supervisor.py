@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import signal
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -603,6 +604,10 @@ class _Stopping(Exception):
 
 async def run_until_signal(hub: Hub) -> None:
     """Run the hub until SIGTERM or SIGINT, then stop it cleanly."""
+    # The store's writer thread converts rows in Python between its SQLite calls; with the
+    # default 5 ms switch interval, a message arriving then waited up to 5 ms for the loop to
+    # get the interpreter back (bench/latency.py, under load). 1 ms costs the writer little.
+    sys.setswitchinterval(0.001)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
