@@ -1,6 +1,6 @@
 """Store: state rows written per second with the hub's batching, on SQLite and PostgreSQL.
 
-The hub's Store (batched Core inserts in its writer thread, default batch size) is fed as
+The hub's Store (batched inserts in its writer thread, default batch size) is fed as
 fast as the loop allows and timed until every row is flushed. Beside it, the naive baseline
 on the same table: one INSERT and one commit per row.
 """
@@ -100,7 +100,7 @@ def main() -> None:
                 slow.append(naive(url, naive_rows))
             report.add(
                 database=label,
-                writer="hub Store (batched Core inserts)",
+                writer="hub Store (batched inserts)",
                 **{"rows/s (median)": median(fast), "runs": runs},
             )
             report.add(
