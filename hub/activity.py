@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,41 +19,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api import ActivitySummary, DayActivity, Topics
 from hub.clock import Clock
-from hub.model import Device, Event, Kind, PointEvent, StateChanged, Value
+from hub.model import Device, Event, PointEvent, StateChanged, Value
 from hub.mqtt import Link
+from hub.signs import NIGHT_START, is_activity, is_bathroom, is_night, night_visits
 from hub.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-# The same vocabulary as the TUI's live view (hub/tui/state.py), which merges live events onto this.
-ACTIVITY_KINDS = frozenset({Kind.MOTION, Kind.OCCUPANCY, Kind.PRESENCE, Kind.CONTACT, Kind.BUTTON, Kind.SOS})
-NIGHT_START, NIGHT_END = time(22, 0), time(7, 0)
-VISIT_GAP = timedelta(minutes=10)  # bathroom activity closer than this is one visit
-BATHROOM_WORDS = ("bath", "toilet", "wc", "卫生间", "浴室", "厕所")
 PUBLISH_EVERY = 5.0  # seconds: at most one retained publish this often (and at each day change)
 MAX_MARKS = 200_000  # activity marks kept (two and a half days of a very busy home)
 
 Mark = tuple[datetime, str]  # (aware time, room) of one activity
 Row = tuple[datetime, str, dict[str, Any]]  # a stored (ts, device id, values or event payload)
-
-
-def is_activity(device: Device | None, key: str, value: Value) -> bool:
-    """Whether a value of a device's point means a person did something in its room."""
-    if device is None or device.room is None:
-        return False
-    point = device.point(key)
-    return point is not None and point.kind in ACTIVITY_KINDS and bool(value)
-
-
-def is_bathroom(room: str) -> bool:
-    """Whether a room id is a bathroom (for night visits)."""
-    low = room.lower()
-    return any(word in low for word in BATHROOM_WORDS)
-
-
-def _is_night(local: datetime) -> bool:
-    t = local.time()
-    return t >= NIGHT_START or t < NIGHT_END
 
 
 def summarize(marks: Iterable[Mark], now: datetime, tz: tzinfo, tz_name: str) -> ActivitySummary:
@@ -71,7 +48,7 @@ def summarize(marks: Iterable[Mark], now: datetime, tz: tzinfo, tz_name: str) ->
         if day not in rooms:
             continue
         rooms[day].setdefault(room, [0] * 24)[local.hour] += 1
-        if not _is_night(local) and (day not in first or local < first[day]):
+        if not is_night(local) and (day not in first or local < first[day]):
             first[day] = local
     bathroom.sort()
     out = {
@@ -79,21 +56,6 @@ def summarize(marks: Iterable[Mark], now: datetime, tz: tzinfo, tz_name: str) ->
         for d in days
     }
     return ActivitySummary(ts=now, timezone=tz_name, days=out)
-
-
-def night_visits(times: list[datetime], night_of: date) -> list[datetime]:
-    """Starts of bathroom visits (sorted local times) in the night ending on `night_of` (22:00 to 07:00)."""
-    start = datetime.combine(night_of - timedelta(days=1), NIGHT_START)
-    end = datetime.combine(night_of, NIGHT_END)
-    visits: list[datetime] = []
-    last: datetime | None = None
-    for t in times:
-        if not start <= t.replace(tzinfo=None) < end:
-            continue
-        if last is None or t - last > VISIT_GAP:
-            visits.append(t)
-        last = t
-    return visits
 
 
 class ActivityBook:

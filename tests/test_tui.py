@@ -15,11 +15,12 @@ import pytest
 
 from hub.api import AlertView, Topics
 from hub.clock import Clock, RealClock
+from hub.signs import night_visits
 from hub.tui.app import CaregiverApp
 from hub.tui.client import Target, client_settings
 from hub.tui.i18n import HELP_KEYS
 from hub.tui.render import strip
-from hub.tui.state import Home, Problems, apply_message, night_visits
+from hub.tui.state import Home, Problems, apply_message
 from hub.tui.themes import PALETTES, contrast
 from tests import tuikit
 from tests.brokers import Mosquitto

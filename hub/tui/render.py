@@ -11,8 +11,9 @@ from rich.text import Text
 
 from hub.api import AlertView, DeviceState, HouseMode, Language, ModeState, RuleView
 from hub.model import KINDS, AvailabilityState, Device, Kind, Point, Value
+from hub.signs import night_visits
 from hub.tui.i18n import HELP_KEYS, pick, tr
-from hub.tui.state import Home, activity_rooms, hour_counts, night_visits
+from hub.tui.state import Home, activity_rooms, hour_counts
 from hub.tui.themes import Palette
 
 MODES: tuple[HouseMode, ...] = ("home", "away", "visitor", "sleep", "vacation")

@@ -7,24 +7,20 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from hub.api import EVENT_ADAPTER, ActivitySummary, AlertView, DeviceState, HubStatus, ModeState, RuleView
-from hub.model import Device, Kind, PointEvent, StateChanged, Value
+from hub.model import Device, PointEvent, StateChanged, Value
+from hub.signs import is_activity, is_bathroom, is_night
 
 log = logging.getLogger(__name__)
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 HISTORY_PER_DEVICE = 20  # recent values kept for a device's detail view
 ACTIVITY_DAYS = 2  # today and yesterday
-# Kinds whose "true"/"on" value means a person did something in that room.
-ACTIVITY_KINDS = frozenset({Kind.MOTION, Kind.OCCUPANCY, Kind.PRESENCE, Kind.CONTACT, Kind.BUTTON, Kind.SOS})
-NIGHT_START, NIGHT_END = time(22, 0), time(7, 0)  # RULES.md's night for bathroom visits
-VISIT_GAP = timedelta(minutes=10)  # activity closer than this is one bathroom visit
-BATHROOM_WORDS = ("bath", "toilet", "wc", "卫生间", "浴室", "厕所")
 
 
 @dataclass
@@ -108,11 +104,11 @@ def _event(home: Home, _p: list[str], payload: bytes, tz: tzinfo) -> None:
         keep = home.history.setdefault(event.device_id, deque(maxlen=HISTORY_PER_DEVICE))
         for key, value in event.values.items():
             keep.append((event.ts, key, value))
-            if _is_activity(home.devices.get(event.device_id), key, value):
+            if is_activity(home.devices.get(event.device_id), key, value):
                 record_activity(home, home.devices[event.device_id].room, event.ts, tz)
     elif isinstance(event, PointEvent):
         device = home.devices.get(event.device_id)
-        if _is_activity(device, event.key, True) and device is not None:
+        if is_activity(device, event.key, True) and device is not None:
             record_activity(home, device.room, event.ts, tz)
 
 
@@ -175,25 +171,6 @@ def apply_message(
     return section
 
 
-def _is_activity(device: Device | None, key: str, value: Value) -> bool:
-    if device is None or device.room is None:
-        return False
-    point = device.point(key)
-    return point is not None and point.kind in ACTIVITY_KINDS and bool(value)
-
-
-def is_bathroom(room: str) -> bool:
-    """Whether a room id or name is a bathroom (for night visits)."""
-    low = room.lower()
-    return any(word in low for word in BATHROOM_WORDS)
-
-
-def is_night(moment: datetime) -> bool:
-    """Whether a local time falls in the night window (22:00–07:00)."""
-    t = moment.time()
-    return t >= NIGHT_START or t < NIGHT_END
-
-
 def record_activity(home: Home, room: str | None, ts: datetime, tz: tzinfo) -> None:
     """Count one activity at a UTC time in a room, by local day and hour."""
     if room is None:
@@ -210,19 +187,6 @@ def record_activity(home: Home, room: str | None, ts: datetime, tz: tzinfo) -> N
     if len(home.activity) > 24 * 64 * ACTIVITY_DAYS:
         for k in [k for k in home.activity if k[1] <= oldest]:
             del home.activity[k]
-
-
-def night_visits(times: list[datetime], night_of: date) -> list[datetime]:
-    """Start times of bathroom visits in the night that ends on `night_of` (22:00 the day before to 07:00)."""
-    start = datetime.combine(night_of - timedelta(days=1), NIGHT_START)
-    end = datetime.combine(night_of, NIGHT_END)
-    visits: list[datetime] = []
-    last: datetime | None = None
-    for t in sorted(t for t in times if start <= t.replace(tzinfo=None) < end):
-        if last is None or t - last > VISIT_GAP:
-            visits.append(t)
-        last = t
-    return visits
 
 
 def hour_counts(home: Home, room: str, day: date) -> list[int]:
