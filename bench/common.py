@@ -88,6 +88,25 @@ def child(
             out.close()  # type: ignore[union-attr]
 
 
+def sim_command(
+    port: int,
+    devices: int,
+    *,
+    seconds: float,
+    rate: float | None = None,
+    dialect: str | None = None,
+    announce: bool = True,
+) -> list[str]:
+    """The `hub sim` command line of a load generator against the broker on a 127.0.0.1 port."""
+    cmd = [PYTHON, "-m", "hub.cli", "sim", "--url", f"mqtt://127.0.0.1:{port}", "--devices", str(devices)]
+    cmd += ["--seconds", str(seconds)]
+    if rate is not None:
+        cmd += ["--rate", str(rate)]
+    if dialect is not None:
+        cmd += ["--dialect", dialect]
+    return cmd if announce else [*cmd, "--no-announce"]
+
+
 def hub_config(url: str | None, *, home: str = "bench", local_port: int | None = None, extra: str = "") -> str:
     """devices.yaml for a benchmark hub: auto-adopt (so the whole path runs), no mDNS, SQLite store."""
     broker = f"  url: {url}\n" if url else f"  local_port: {local_port}\n"

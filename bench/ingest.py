@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from bench.common import (
     median,
     mosquitto,
     node_red,
+    sim_command,
     wait_port,
     workdir,
 )
@@ -124,53 +126,13 @@ class Prober:
 
 def stream(port: int, rate: float, seconds: float) -> None:
     """`hub sim` at a rate for a time (its own process, so it never shares a core's interpreter)."""
-    import subprocess
-
-    subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "hub.cli",
-            "sim",
-            "--url",
-            f"mqtt://127.0.0.1:{port}",
-            "--devices",
-            str(DEVICES),
-            "--rate",
-            str(rate),
-            "--seconds",
-            str(seconds),
-            "--no-announce",
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=seconds + 60,
-    )
+    cmd = sim_command(port, DEVICES, seconds=seconds, rate=rate, announce=False)
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=seconds + 60)
 
 
 def announce(port: int) -> None:
     """The 1,000 devices' retained discovery (Zigbee2MQTT bridge/devices), once per broker."""
-    import subprocess
-
-    subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "hub.cli",
-            "sim",
-            "--url",
-            f"mqtt://127.0.0.1:{port}",
-            "--devices",
-            str(DEVICES),
-            "--seconds",
-            "0",
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    subprocess.run(sim_command(port, DEVICES, seconds=0), cwd=ROOT, check=True, capture_output=True, timeout=60)
 
 
 async def ready(prober: Prober, wait: float = 60.0) -> None:

@@ -24,7 +24,7 @@ import aiomqtt
 if __package__ in (None, ""):  # run as a script (make bench): make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PYTHON, ROOT, Report, args_parser, child, hub_config, median, mosquitto, workdir
+from bench.common import PYTHON, ROOT, Report, args_parser, child, hub_config, median, mosquitto, sim_command, workdir
 from bench.ingest import hub_online
 
 MOTION = "zigbee2mqtt/bedroom/motion"
@@ -68,21 +68,7 @@ def announce_home(port: int) -> None:
 def background(port: int, seconds: float) -> subprocess.Popen[bytes]:
     """`hub sim` at 1,000 msg/s for the 1,000 background devices, in its own process."""
     return subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "hub.cli",
-            "sim",
-            "--url",
-            f"mqtt://127.0.0.1:{port}",
-            "--devices",
-            str(BACKGROUND_DEVICES),
-            "--rate",
-            str(BACKGROUND_RATE),
-            "--seconds",
-            str(seconds),
-            "--no-announce",
-        ],
+        sim_command(port, BACKGROUND_DEVICES, seconds=seconds, rate=BACKGROUND_RATE, announce=False),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -21,7 +21,19 @@ import aiomqtt
 if __package__ in (None, ""):  # run as a script (make bench): make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PYTHON, ROOT, Report, args_parser, child, hub_config, median, mosquitto, rss_mb, workdir
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Report,
+    args_parser,
+    child,
+    hub_config,
+    median,
+    mosquitto,
+    rss_mb,
+    sim_command,
+    workdir,
+)
 from hub.sim.dialects import build
 from hub.sim.load import announcements, load_specs
 
@@ -44,9 +56,8 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 
 def announce(port: int, devices: int) -> int:
     """Retained discovery for `devices` devices; how many distinct retained topics that made."""
-    url = f"mqtt://127.0.0.1:{port}"
-    cmd = ["-m", "hub.cli", "sim", "--url", url, "--devices", str(devices), "--dialect", "retained", "--seconds", "0"]
-    subprocess.run([PYTHON, *cmd], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    cmd = sim_command(port, devices, seconds=0, dialect="retained")
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
     boot = announcements([build(s) for s in load_specs(devices, "retained")], datetime.now(UTC))
     return len({m.topic for m in boot if m.retain})
 
