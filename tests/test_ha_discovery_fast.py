@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.adapters.base import Rejected
-from hub.adapters.common import _loads
+from hub.adapters.common import decode_json
 from hub.adapters.homeassistant import HomeAssistantAdapter, _HaDevice
 from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged, trusted
 from hub.wire import Message
@@ -113,7 +112,7 @@ def test_trusted_copies_like_a_validated_model() -> None:
         st.tuples(
             st.text(" \t\n\r", max_size=2),
             st.recursive(
-                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+                st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=4),
                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
                 max_leaves=6,
             ),
@@ -121,14 +120,18 @@ def test_trusted_copies_like_a_validated_model() -> None:
         ).map(lambda t: t[0] + json.dumps(t[1]) + t[2]),
     )
 )
-def test_json_is_parsed_as_json_loads_parses_it(text: str) -> None:
-    def outcome(parse: Callable[[str], Any]) -> Any:
-        try:
-            return repr(parse(text))  # repr: NaN is not equal to itself
-        except ValueError as exc:
-            return str(exc)
-
-    assert outcome(_loads) == outcome(json.loads)
+def test_payloads_parse_as_json_loads_parses_them(text: str) -> None:
+    # orjson parses device payloads first; what comes out must be what json.loads gives (for
+    # integers within 64 bits: beyond them orjson gives floats, which every adapter makes of them).
+    try:
+        expected: Any = json.loads(text)
+    except ValueError:
+        expected = Rejected
+    try:
+        got: Any = decode_json(text.encode())
+    except Rejected as exc:
+        got = Rejected if exc.reason in ("invalid_json", "too_deep") else exc.reason
+    assert got == expected or (got is not Rejected and repr(got) == repr(expected))
 
 
 def _feed(a: HomeAssistantAdapter, m: Message) -> list[Event]:

@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from hub.adapters.base import Rejected
 
 # Deeper JSON than this is refused: real device payloads nest a few levels, and a hostile
@@ -24,30 +26,26 @@ def decode_text(payload: bytes) -> str:
 
 def decode_json(payload: bytes) -> Any:
     """The payload parsed as JSON, or Rejected with "invalid_json" / "too_deep" / "not_utf8"."""
-    text = decode_text(payload)
-    if _depth_exceeds(text, MAX_DEPTH):
+    if _depth_exceeds(payload, MAX_DEPTH):
         raise Rejected("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return _loads(text)
+        return parse_json(payload)
+    except UnicodeDecodeError as exc:
+        raise Rejected("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     except ValueError as exc:
         raise Rejected("invalid_json", str(exc)) from None
 
 
-_DECODER = json.JSONDecoder()
-_WS = " \t\n\r"  # the whitespace JSON allows around a value
-
-
-def _loads(text: str) -> Any:
-    # json.loads(text), less its checks of arguments and the two regex matches it spends on the
-    # whitespace around the value: a fifth of the cost of parsing a device's config.
-    if text.startswith("\ufeff"):
-        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    value, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip(_WS)))
-    if end != len(text):
-        extra = len(text) - len(text[end:].lstrip(_WS))
-        if extra != len(text):
-            raise json.JSONDecodeError("Extra data", text, extra)
-    return value
+def parse_json(data: bytes | str) -> Any:
+    """JSON parsed as json.loads would (integers beyond 64 bits come as floats), mostly by orjson."""
+    try:
+        # orjson parses in a quarter of json.loads' time, UTF-8 check included.
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        # What orjson refuses, json.loads may still take (NaN, integers beyond 64 bits): the
+        # rare payload pays for a second parse, and the hub accepts what it always accepted.
+        # Bytes are decoded as UTF-8 and nothing else (json.loads would guess UTF-16 or -32).
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
 
 
 def decode_object(payload: bytes) -> dict[str, Any]:
@@ -58,20 +56,24 @@ def decode_object(payload: bytes) -> dict[str, Any]:
     return data
 
 
-def _depth_exceeds(text: str, limit: int) -> bool:
+def _depth_exceeds(payload: bytes, limit: int) -> bool:
     # A cheap upper bound on nesting that ignores brackets inside strings: good enough to
     # refuse a bomb, and it never refuses a real payload (those nest far below the limit).
-    if text.count("[") + text.count("{") <= limit:
+    if payload.count(b"[") + payload.count(b"{") <= limit:
         return False
     depth = 0
-    for ch in text:
-        if ch in "[{":
+    for byte in payload:
+        if byte in _OPENERS:
             depth += 1
             if depth > limit:
                 return True
-        elif ch in "]}":
+        elif byte in _CLOSERS:
             depth -= 1
     return False
+
+
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
 
 
 def number(value: Any) -> float | None:

@@ -20,6 +20,7 @@ from hub.adapters.common import (
     normalize_ieee,
     normalize_mac,
     number,
+    parse_json,
     to_canonical,
 )
 from hub.model import (
@@ -1148,7 +1149,7 @@ class HomeAssistantAdapter(CountedFeed):
         variables: dict[str, Any] = {"value": text}
         if text[:1] in ("{", "["):
             try:
-                variables["value_json"] = json.loads(text)
+                variables["value_json"] = parse_json(msg.payload)
             except ValueError:
                 variables["value_json"] = _UNDEFINED
         per_device: dict[str, dict[str, Value]] = {}
@@ -1243,7 +1244,7 @@ def _entity_availability(e: _Entity, payloads: Mapping[str, tuple[int, str]]) ->
         seq, text = got
         variables: dict[str, Any] = {"value": text}
         try:
-            variables["value_json"] = json.loads(text) if text[:1] in ("{", "[") else _UNDEFINED
+            variables["value_json"] = parse_json(text) if text[:1] in ("{", "[") else _UNDEFINED
         except ValueError:
             variables["value_json"] = _UNDEFINED
         try:
@@ -1399,7 +1400,7 @@ def _d_light_ct(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
 
 def _d_event(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
     try:
-        data = json.loads(s)
+        data = parse_json(s)
     except ValueError:
         return _SKIP
     etype = data.get("event_type") if isinstance(data, Mapping) else None
