@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hub import __version__, mdns
+from hub import __version__, heap, mdns
 from hub.activity import ActivityBook
 from hub.adapters import BY_PROTOCOL, build_adapters
 from hub.adapters.base import Adapter, Rejected
@@ -608,8 +608,18 @@ async def run_until_signal(hub: Hub) -> None:
     # default 5 ms switch interval, a message arriving then waited up to 5 ms for the loop to
     # get the interpreter back (bench/latency.py, under load). 1 ms costs the writer little.
     sys.setswitchinterval(0.001)
+    heap.tune()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, hub.stop)
-    await hub.run()
+    settled = asyncio.create_task(_settle_when_ready(hub))
+    try:
+        await hub.run()
+    finally:
+        settled.cancel()
+
+
+async def _settle_when_ready(hub: Hub) -> None:
+    await hub.ready.wait()
+    heap.settle()
