@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hub.adapters.base import CountedFeed, Rejected
-from hub.adapters.common import decode_object, decode_text, normalize_mac, number, to_canonical
+from hub.adapters.common import decode_object, decode_text, normalize_mac, number, shared_point, to_canonical
 from hub.model import (
     Availability,
     AvailabilityChanged,
@@ -476,15 +476,17 @@ def _point(p: _Prop) -> Point:
     note = None
     if p.kind is Kind.OTHER:
         note = "non-retained Homie property (momentary)" if not p.retained else f"Homie {p.datatype} property"
-    return Point(
-        key=p.key,
-        kind=p.kind,
-        unit=unit,
-        writable=p.settable,
-        options=p.options,
-        name=f"{p.node} {p.prop}",
-        source=f"homie:{p.node}/{p.prop}",
-        note=note,
+    return shared_point(
+        Point(
+            key=p.key,
+            kind=p.kind,
+            unit=unit,
+            writable=p.settable,
+            options=p.options,
+            name=f"{p.node} {p.prop}",
+            source=f"homie:{p.node}/{p.prop}",
+            note=note,
+        )
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import Counter, OrderedDict
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hub.adapters.base import CountedFeed, Rejected
-from hub.adapters.common import decode_object, decode_text, normalize_mac, number, to_canonical
+from hub.adapters.common import decode_object, decode_text, normalize_mac, number, shared_point, to_canonical
 from hub.model import (
     Availability,
     AvailabilityChanged,
@@ -114,7 +115,8 @@ class _Dev:
     mac: str
     id: str
     name: str
-    config: dict[str, Any]
+    model: str | None  # what the device description takes from the config (`md`, `sw`)
+    firmware: str | None
     onln: str
     ofln: str
     texts: dict[str, str]  # state text -> "off" / "on" / "toggle" / "hold"
@@ -136,7 +138,8 @@ class _Dev:
         key, n = point.key, 2
         while key in self.points:
             key, n = f"{point.key}_{n}", n + 1
-        self.points[key] = point if key == point.key else point.model_copy(update={"key": key})
+        # Shared with every device that has the same point (a home's many plugs of one kind).
+        self.points[key] = shared_point(point if key == point.key else point.model_copy(update={"key": key}))
         self.dirty = True
         return key
 
@@ -199,14 +202,13 @@ class TasmotaAdapter(CountedFeed):
 
     def _discovered(self, dev: _Dev, now: datetime) -> DeviceDiscovered:
         dev.dirty = False
-        cfg = dev.config
         dev.device = Device(
             id=dev.id,
             name=dev.name,
             protocol=Protocol.TASMOTA,
             manufacturer="Tasmota",
-            model=_opt_str(cfg.get("md")),
-            firmware=_opt_str(cfg.get("sw")),
+            model=dev.model,
+            firmware=dev.firmware,
             identifiers={"mac": dev.mac},
             points=tuple(dev.points.values()),
         )
@@ -537,7 +539,8 @@ def _parse_config(cfg: Mapping[str, Any]) -> _Dev:
         mac=mac,
         id=device_id(Protocol.TASMOTA, mac),
         name=name,
-        config=dict(cfg),
+        model=_opt_str(cfg.get("md")),
+        firmware=_opt_str(cfg.get("sw")),
         onln=_need(cfg, "onln", str),
         ofln=_need(cfg, "ofln", str),
         texts=dict(zip(texts[:4], ("off", "on", "toggle", "hold"), strict=True)),
@@ -649,14 +652,20 @@ def _new_sensor(dev: _Dev, block: str, fname: str, raw: Any, units: Mapping[str,
     if diagnostic or key in dev.points:
         key = f"{key}_{snake(block)}" + (f"_{m.group(2)}" if m and base_name != fname else "")
     note = "Tasmota value outside the kind vocabulary" if kind is Kind.OTHER else None
-    point = Point(key=key, kind=kind, unit=canonical, source=source, note=note, diagnostic=diagnostic)
-    key = dev.add(point.model_copy(update={"name": f"{block} {fname}"}))
+    name = f"{block} {fname}"
+    key = dev.add(Point(key=key, kind=kind, unit=canonical, source=source, note=note, diagnostic=diagnostic, name=name))
+    return _Sensor(key, None, _unit_converter(unit))
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_converter(unit: str | None) -> Callable[[Any], Value]:
+    """A sensor value in `unit` brought to the canonical unit: one function per unit, shared by every sensor."""
 
     def convert(value: Any) -> Value:
         v = number(value)
         return None if v is None else to_canonical(v, unit)[0]
 
-    return _Sensor(key, None, convert)
+    return convert
 
 
 def _other_value(value: Any) -> Value:

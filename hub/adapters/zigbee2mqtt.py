@@ -19,6 +19,7 @@ from hub.adapters.common import (
     decode_text,
     normalize_ieee,
     number,
+    shared_point,
     to_canonical,
 )
 from hub.model import (
@@ -664,11 +665,36 @@ def build_table(exposes: Any) -> _Table:
     t = _Table()
     for e in exposes if isinstance(exposes, list) else []:
         _expose(e, t)
+    t.points = [shared_point(p) for p in t.points]
     return t
 
 
-def device_from_entry(entry: Mapping[str, Any], via: str | None = None) -> tuple[Device, _Table] | None:
-    """A Device and its tables from one bridge/devices entry; None for the Coordinator and undefined ones."""
+# Tables by the text of the exposes they were built from (repr: exact for every JSON value,
+# NaN and big integers included), with their points as a Device holds them.
+Tables = dict[str, tuple[_Table, tuple[Point, ...]]]
+
+
+def _table_for(exposes: Any, tables: Tables | None) -> tuple[_Table, tuple[Point, ...]]:
+    # A table is a function of the exposes alone and is never changed once built: the devices
+    # of one definition (a home's many sensors of one model) share it, built once.
+    if tables is None:
+        table = build_table(exposes)
+        return table, tuple(table.points)
+    text = repr(exposes)
+    built = tables.get(text)
+    if built is None:
+        table = build_table(exposes)
+        built = tables[text] = (table, tuple(table.points))
+    return built
+
+
+def device_from_entry(
+    entry: Mapping[str, Any], via: str | None = None, tables: Tables | None = None
+) -> tuple[Device, _Table] | None:
+    """A Device and its tables from one bridge/devices entry; None for the Coordinator and undefined ones.
+
+    With `tables`, devices whose exposes are alike share one table (kept there by the exposes' text).
+    """
     ieee = normalize_ieee(str(entry.get("ieee_address", "")))
     definition = entry.get("definition")
     name = entry.get("friendly_name")
@@ -676,7 +702,7 @@ def device_from_entry(entry: Mapping[str, Any], via: str | None = None) -> tuple
         raise Rejected("bad_device", f"entry without ieee_address/friendly_name: {str(entry)[:80]}")
     if entry.get("type") == "Coordinator" or not isinstance(definition, Mapping):
         return None
-    table = build_table(definition.get("exposes"))
+    table, points = _table_for(definition.get("exposes"), tables)
     device = Device(
         id=device_id(Protocol.Z2M, ieee),
         name=name,
@@ -686,7 +712,7 @@ def device_from_entry(entry: Mapping[str, Any], via: str | None = None) -> tuple
         firmware=_text(entry.get("software_build_id")),
         identifiers={"ieee": ieee},
         via=via,
-        points=tuple(table.points),
+        points=points,
     )
     return device, table
 
@@ -907,8 +933,9 @@ class Zigbee2MqttAdapter(CountedFeed):
         via = device_id(Protocol.Z2M, coord) if coord else None
         events: list[Event] = []
         present: set[str] = set()
+        tables: Tables = {}  # shared by the devices of this list with alike exposes
         for entry in data:
-            events.extend(self._on_entry(entry, via, now, present))
+            events.extend(self._on_entry(entry, via, now, present, tables))
         for ieee, dev in list(self._devices.items()):
             if ieee not in present:
                 self._forget(dev)
@@ -925,7 +952,7 @@ class Zigbee2MqttAdapter(CountedFeed):
                 log.info("replayed %s rejected: %s", topic, exc)
         return events
 
-    def _on_entry(self, entry: Any, via: str | None, now: datetime, present: set[str]) -> list[Event]:
+    def _on_entry(self, entry: Any, via: str | None, now: datetime, present: set[str], tables: Tables) -> list[Event]:
         if not isinstance(entry, Mapping):
             self.counters["bad_device"] += 1
             return []
@@ -933,7 +960,7 @@ class Zigbee2MqttAdapter(CountedFeed):
         if ieee:
             present.add(ieee)
         try:
-            built = device_from_entry(entry, via)
+            built = device_from_entry(entry, via, tables)
         except (Rejected, ValueError) as exc:
             # One malformed entry must not hide the rest of the network; pydantic's
             # ValidationError is a ValueError.
