@@ -1,0 +1,49 @@
+"""The link's compiled filter test decides exactly as hub.wire.topic_matches does."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.mqtt import filter_matcher
+from hub.wire import topic_matches
+
+LEVELS = ["", "a", "b", "$SYS", "x.y", "a+b", "tele", "ünï", "line\nbreak"]
+FILTER_LEVELS = [*LEVELS, "+"]
+
+
+def _filters() -> list[str]:
+    out = []
+    for n in range(1, 4):
+        for levels in itertools.product(FILTER_LEVELS, repeat=n):
+            out.append("/".join(levels))
+            out.append("/".join((*levels, "#")))
+    return [*out, "#"]
+
+
+def _topics() -> list[str]:
+    return ["/".join(levels) for n in range(1, 4) for levels in itertools.product(LEVELS, repeat=n)]
+
+
+def test_every_small_filter_and_topic_agree() -> None:
+    topics = _topics()
+    for f in _filters():
+        match = filter_matcher(f)
+        wrong = [t for t in topics if bool(match(t)) != topic_matches(f, t)]
+        assert not wrong, (f, wrong[:5])
+
+
+level = st.sampled_from(LEVELS) | st.text(max_size=4).filter(lambda s: "/" not in s and "+" not in s and "#" not in s)
+
+
+@given(
+    st.lists(level | st.just("+"), min_size=1, max_size=5),
+    st.booleans(),
+    st.lists(level, min_size=1, max_size=6),
+)
+def test_random_filters_and_topics_agree(filter_levels: list[str], multi: bool, topic_levels: list[str]) -> None:
+    f = "/".join([*filter_levels, "#"] if multi else filter_levels)
+    t = "/".join(topic_levels)
+    assert bool(filter_matcher(f)(t)) == topic_matches(f, t)
