@@ -25,6 +25,7 @@ from hub.model import (
     DeviceRemoved,
     Event,
     Kind,
+    M,
     Point,
     PointEvent,
     Protocol,
@@ -33,6 +34,7 @@ from hub.model import (
     Value,
     online,
     state_changed,
+    trusted,
 )
 
 # When one physical device is seen through two paths, the native dialect describes it and
@@ -263,7 +265,8 @@ class Registry:
         owners = {p.key: primary.id for p in primary.points}
         points = list(primary.points)
         kinds = {p.kind for p in points if p.kind is not _OTHER}
-        identifiers = dict(primary.identifiers)
+        # The primary's own dict when no other path adds to it: models are never changed in place.
+        identifiers = primary.identifiers
         for other in paths:
             if other.id == primary.id:
                 continue
@@ -275,8 +278,9 @@ class Registry:
                 owners[p.key] = other.id
                 points.append(p)
         rec = self.records.get(canonical)
-        merged = primary.model_copy(
-            update={
+        merged = _copy(
+            primary,
+            {
                 "id": canonical,
                 "identifiers": identifiers,
                 "points": tuple(points),
@@ -284,7 +288,7 @@ class Registry:
                 "seen_via": tuple(sorted({v for d in paths for v in (d.seen_via or (d.protocol.value,))})),
                 "address": primary.address or next((d.address for d in paths if d.address), None),
                 **self._placement(canonical, primary, rec),
-            }
+            },
         )
         if rec is None:
             rec = self._enter(canonical, DeviceRecord(merged))
@@ -577,7 +581,7 @@ def _heard(av: Availability, ts: datetime | None) -> Availability:
     # Any sighting (a discovery, a state report) moves last_seen forward, never back.
     if ts is None or (av.last_seen is not None and av.last_seen >= ts):
         return av
-    return av.model_copy(update={"last_seen": ts})
+    return _copy(av, {"last_seen": ts})
 
 
 def _alike(a: Device, b: Device) -> bool:
@@ -628,3 +632,17 @@ _TYPE_WORDS: dict[Category, str] = {
 def _protocol_of(device_id: str) -> Protocol:
     prefix = device_id.split("-", 1)[0]
     return next((p for p in Protocol if p.value == prefix), Protocol.CONFIG)
+
+
+# The fields sets of the models _copy builds, one per combination: pydantic's model_copy gave
+# each device (and its availability) its own copy, a set of names nothing reads or changes.
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+
+
+def _copy(model: M, update: dict[str, object]) -> M:
+    """What `model.model_copy(update=update)` gives (no validation), sharing its fields set with alike copies."""
+    names = frozenset(model.model_fields_set.union(update))
+    fields_set = _FIELDS_SETS.get(names)
+    if fields_set is None:
+        fields_set = _FIELDS_SETS[names] = set(names)
+    return trusted(type(model), {**model.__dict__, **update}, fields_set)
