@@ -1,4 +1,4 @@
-"""How the hub process's garbage collector runs: rarely, and never over what start-up built."""
+"""How the hub process's garbage collector runs: rarely, and never over what start-up loaded."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ THRESHOLDS = (50_000, 20, 100)
 def tune() -> None:
     """Collect less often, and set aside everything loaded so far (modules, config) for good."""
     gc.set_threshold(*THRESHOLDS)
-    gc.freeze()
+    settle()
 
 
 def settle() -> None:
-    """Set aside what start-up built (devices, adapters, rules): later collections skip it."""
+    """Set aside what is loaded now (restored devices, rules): later collections skip it."""
+    gc.collect()  # first: whatever is frozen is never collected, garbage cycles included
     gc.freeze()
