@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import weakref
 from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
@@ -173,18 +172,22 @@ def normalize_ieee(ieee: str) -> str | None:
     return None
 
 
-# Every point an adapter holds, by its field values: devices of one model (a home of a
-# hundred identical plugs, thousands of sensors of one definition) share their points rather
-# than each holding its own copies. Points are frozen, so sharing one changes nothing that can
-# be seen; an entry goes when the last device holding its point does.
-_POINTS: weakref.WeakValueDictionary[tuple[Any, ...], Point] = weakref.WeakValueDictionary()
+# The points adapters hold, by their field values (in declaration order): devices of one
+# model (a home of a hundred identical plugs, thousands of sensors of one definition) share
+# their points rather than each holding its own copies. Points are frozen, so sharing one
+# changes nothing that can be seen. A plain dict, not a weak one (whose every lookup runs
+# Python code): when it is full it starts again, which only ends some sharing.
+_POINTS: dict[tuple[Any, ...], Point] = {}
+_POINTS_MAX = 16_384
 
 
 def shared_point(point: Point) -> Point:
     """The point equal to this one that an adapter already holds, else this one (kept for the next)."""
     key = tuple(point.__dict__.values())
     kept = _POINTS.get(key)
-    if kept is None:
-        _POINTS[key] = point
-        return point
-    return kept
+    if kept is not None:
+        return kept
+    if len(_POINTS) >= _POINTS_MAX:
+        _POINTS.clear()
+    _POINTS[key] = point
+    return point

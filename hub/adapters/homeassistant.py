@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import re
@@ -22,7 +21,6 @@ from hub.adapters.common import (
     normalize_mac,
     number,
     parse_json,
-    shared_point,
     to_canonical,
 )
 from hub.model import (
@@ -750,13 +748,8 @@ def _point(fields: dict[str, Any]) -> Point:
     # None, bounds float or None, options a tuple of str, flags bool); the key is the one
     # value with a constraint that input can break: such a config is refused, and counted.
     if 0 < len(key) <= 200:
-        return shared_point(trusted(Point, fields, _POINT_SET))
+        return trusted(Point, fields, _POINT_SET)
     raise Rejected("bad_key", f"point key of {len(key)} characters (1-200 allowed)")
-
-
-def _digest(payload: bytes) -> bytes:
-    """What a config payload is remembered by: enough to tell an identical re-announcement, a fraction of the bytes."""
-    return hashlib.blake2b(payload, digest_size=16).digest()
 
 
 # The config keys read after discovery (decoders, encoders, the fallback name): an entity
@@ -790,25 +783,11 @@ _KEPT: Final = frozenset(
         *(f"{c}_template" for c in _COMMANDS),
     }
 )
-# Kept configs that are alike (most sensors of one kind keep only a unit and a name) are one dict.
-_KEPT_SHARED: dict[tuple[tuple[str, str, Any], ...], dict[str, Any]] = {}
-_KEPT_SHARED_MAX = 4096
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def _kept(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of an entity's config read after discovery; never changed, so alike ones are shared."""
-    kept = {k: cfg[k] for k in _KEPT.intersection(cfg)}
-    if not all(isinstance(v, _SCALARS) for v in kept.values()):
-        return kept  # a list (event_types) is not hashable: this one is not shared
-    # Typed: `retain: 1` must not share the dict of `retain: true` (encoders test `is True`).
-    key = tuple(sorted((k, type(v).__name__, v) for k, v in kept.items()))
-    shared = _KEPT_SHARED.get(key)
-    if shared is None:
-        if len(_KEPT_SHARED) >= _KEPT_SHARED_MAX:
-            _KEPT_SHARED.clear()
-        shared = _KEPT_SHARED[key] = kept
-    return shared
+    """The part of an entity's config read after discovery."""
+    return {k: cfg[k] for k in _KEPT.intersection(cfg)}
 
 
 def _fallback_name(dev: _HaDevice) -> str:
@@ -830,7 +809,7 @@ def _merge_point(points: dict[str, Point], p: Point) -> int:
         points[p.key] = p
         return 1 if p.kind is Kind.OTHER else 0
     # device_automation triggers of one type share one point: merge their subtypes
-    points[p.key] = shared_point(have.model_copy(update={"options": tuple(dict.fromkeys(have.options + p.options))}))
+    points[p.key] = have.model_copy(update={"options": tuple(dict.fromkeys(have.options + p.options))})
     return 0
 
 
@@ -848,9 +827,11 @@ class HomeAssistantAdapter(CountedFeed):
         self._devices: dict[str, _HaDevice] = {}
         self._entities: dict[str, _Entity] = {}  # by discovery id
         self._by_config: dict[str, tuple[str, ...]] = {}  # config topic -> discovery ids
-        # config topic -> a digest of the payload its entities (_by_config) were built from: HA
+        # config topic -> hash() of the payload its entities (_by_config) were built from: HA
         # republishes every retained config unchanged each time it (or the broker) restarts.
-        self._configs: dict[str, bytes] = {}
+        # The payload's own hash (computed once, kept by the bytes object), not the payload:
+        # a keyed 64-bit hash no device can aim a collision at, in 32 bytes instead of hundreds.
+        self._configs: dict[str, int] = {}
         self._state_index: dict[str, list[_Entity]] = {}
         self._avail_index: dict[str, set[str]] = {}  # topic -> device ids
         self._seq = 0
@@ -897,7 +878,7 @@ class HomeAssistantAdapter(CountedFeed):
         entities move to the end of their device's order, their composite state restarts —
         so that the events are the ones a full parse gives.
         """
-        if self._configs.get(msg.topic) != _digest(msg.payload):
+        if self._configs.get(msg.topic) != hash(msg.payload):
             return None
         built: list[_Entity] = []
         for did in self._by_config.get(msg.topic, ()):
@@ -965,7 +946,7 @@ class HomeAssistantAdapter(CountedFeed):
         for e in built:
             self._register(e)
             touched.add(e.dev)
-        self._configs[msg.topic] = _digest(msg.payload)
+        self._configs[msg.topic] = hash(msg.payload)
         return self._announce(touched, now, _REMOVED)
 
     def _entity(self, did: str, topic: str, component: str, cfg: dict[str, Any], object_id: str) -> _Entity:
