@@ -138,7 +138,9 @@ def test_demo_in_the_tui_acknowledges_with_enter_and_quits_with_q(tmp_path: Path
     )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
     try:
-        assert _until(lambda: "[!!]" in _screen(session), 45), _screen(session)
+        # The alert's row selected in the list, not only the banner (which is drawn first): an
+        # Enter sent before the list holds the row would reach nothing.
+        assert _until(lambda: "> [!!]" in _screen(session), 45), _screen(session)
         subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
         assert _until(lambda: "╭" in _screen(session), 10), _screen(session)  # the note prompt
         subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
