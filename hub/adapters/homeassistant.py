@@ -787,7 +787,7 @@ _KEPT: Final = frozenset(
 
 def _kept(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of an entity's config read after discovery."""
-    return {k: cfg[k] for k in _KEPT.intersection(cfg)}
+    return {k: v for k, v in cfg.items() if k in _KEPT}
 
 
 def _fallback_name(dev: _HaDevice) -> str:
@@ -823,6 +823,7 @@ class HomeAssistantAdapter(CountedFeed):
 
     def __init__(self, prefix: str = "homeassistant") -> None:
         self.prefix = prefix.rstrip("/")
+        self._root = self.prefix + "/"
         self.counters: Counter[str] = Counter()
         self._devices: dict[str, _HaDevice] = {}
         self._entities: dict[str, _Entity] = {}  # by discovery id
@@ -861,7 +862,7 @@ class HomeAssistantAdapter(CountedFeed):
             events.extend(self._on_availability(devs, msg, now))
         if entities or devs:
             return events
-        if msg.topic.startswith(self.prefix + "/") and msg.topic.endswith("/config"):
+        if msg.topic.startswith(self._root) and msg.topic.endswith("/config"):
             again = self._reannounced(msg, now)
             return again if again is not None else self._on_config(msg, now)
         self.counters["unknown_topic"] += 1
@@ -878,7 +879,8 @@ class HomeAssistantAdapter(CountedFeed):
         entities move to the end of their device's order, their composite state restarts —
         so that the events are the ones a full parse gives.
         """
-        if self._configs.get(msg.topic) != hash(msg.payload):
+        seen = self._configs.get(msg.topic)
+        if seen is None or seen != hash(msg.payload):
             return None
         built: list[_Entity] = []
         for did in self._by_config.get(msg.topic, ()):
@@ -1042,8 +1044,6 @@ class HomeAssistantAdapter(CountedFeed):
             native = did.replace(" ", "_")
         hid = _HA_ID + (_SAFE_ID.sub("_", native) or "device")[:250]
         dev = self._devices.get(hid)
-        if dev is None:
-            dev = self._devices[hid] = _HaDevice(hid)
         info = dict(block)
         info.pop("identifiers", None)
         info.pop("connections", None)
@@ -1051,7 +1051,7 @@ class HomeAssistantAdapter(CountedFeed):
             # type() rather than isinstance: JSON gives exactly these types, and bool (an int) is not info
             info = {k: str(v) for k, v in info.items() if type(v) in _INFO_TYPES}
         identifiers: dict[str, str] = {}
-        bridge = dev.bridge
+        bridge = dev.bridge if dev is not None else False
         if idlist:
             identifiers["ha"] = idlist[0]
             for i in idlist:
@@ -1069,6 +1069,10 @@ class HomeAssistantAdapter(CountedFeed):
                     identifiers["mac"] = mac
         via_device = block.get("via_device")
         via = _HA_ID + _SAFE_ID.sub("_", via_device)[:250] if isinstance(via_device, str) and via_device else None
+        if dev is None:  # a new device: its first block is all it knows, nothing to compare
+            blocks = 1 if info or identifiers or via is not None or bridge else 0
+            dev = self._devices[hid] = _HaDevice(hid, info, identifiers, via, bridge, blocks)
+            return dev
         if not (  # a block the device already holds (the usual: each entity repeats it) changes nothing
             bridge is dev.bridge
             and info.items() <= dev.info.items()
