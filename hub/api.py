@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from hub.model import Availability, Device, Event, Frozen, Value, trusted
+from hub.model import Availability, Device, Event, Frozen, Value
+from hub.trusted import trusted
 
 
 class HubStatus(Frozen):

@@ -25,7 +25,6 @@ from hub.model import (
     DeviceRemoved,
     Event,
     Kind,
-    M,
     Point,
     PointEvent,
     Protocol,
@@ -34,8 +33,8 @@ from hub.model import (
     Value,
     online,
     state_changed,
-    trusted,
 )
+from hub.trusted import M, trusted
 
 # When one physical device is seen through two paths, the native dialect describes it and
 # the copies (HA discovery republished by Zigbee2MQTT or Tasmota, an mDNS sighting) only

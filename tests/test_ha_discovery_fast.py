@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from hub.adapters.base import Rejected
 from hub.adapters.common import decode_json
-from hub.adapters.homeassistant import HomeAssistantAdapter, _HaDevice
-from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged, trusted
+from hub.adapters.homeassistant import HomeAssistantAdapter
+from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged
+from hub.trusted import trusted
 from hub.wire import Message
 from tests import captures
 
@@ -51,15 +52,9 @@ def _discovered(events: list[Event]) -> list[DeviceDiscovered]:
     return [e for e in events if isinstance(e, DeviceDiscovered)]
 
 
-class _Reference(HomeAssistantAdapter):
+def _Reference() -> HomeAssistantAdapter:
     """The adapter with its shortcuts off: every config parsed, every device rebuilt from all its entities."""
-
-    def _reannounced(self, msg: Message, now: datetime) -> list[Event] | None:
-        return None
-
-    def _device_of(self, dev: _HaDevice) -> Device:
-        dev.points, dev.device = None, None
-        return super()._device_of(dev)
+    return HomeAssistantAdapter(shortcuts=False)
 
 
 def _outcome(a: HomeAssistantAdapter, msgs: list[Message]) -> list[Any]:

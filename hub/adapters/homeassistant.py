@@ -42,8 +42,8 @@ from hub.model import (
     Value,
     device_id,
     state_changed,
-    trusted,
 )
+from hub.trusted import trusted
 from hub.wire import Message
 
 log = logging.getLogger(__name__)
@@ -210,9 +210,11 @@ def _expanded(table: dict[str, str], changing: frozenset[str], d: dict[str, Any]
     return d if changing.isdisjoint(d) else {table.get(k, k): v for k, v in d.items()}
 
 
-def expand(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A discovery payload with abbreviations expanded, then `~` replaced at the start/end of topics."""
-    out = {ABBREVIATIONS.get(k, k): v for k, v in cfg.items()} if not _CHANGING.isdisjoint(cfg) else dict(cfg)
+def expand(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A freshly parsed discovery payload with abbreviations expanded and `~` replaced in topics (may change `cfg`)."""
+    # The payload's own dict when no top-level key is abbreviated: nothing else holds it, and
+    # copying a config's keys was a twentieth of its first announcement.
+    out = {ABBREVIATIONS.get(k, k): v for k, v in cfg.items()} if not _CHANGING.isdisjoint(cfg) else cfg
     # Nested blocks are tested with `dict`, not `Mapping`: they come from json.loads, and the
     # ABC check costs eight times as much on a path that runs for every entity of a home.
     for key, table, changing in _BLOCKS:
@@ -571,8 +573,15 @@ def _s(v: Any, default: str) -> str:
     return default if v is None or isinstance(v, list | dict) else str(v)
 
 
+def _safe_id(native: str) -> str:
+    """A native id with every run of characters a hub id may not hold replaced by `_`."""
+    return native if native.isascii() and native.isalnum() else _SAFE_ID.sub("_", native)
+
+
 def _snake(s: str) -> str:
-    if len(s) <= 120 and _SNAKE_CASE(s):  # most ids are snake case already: one match, not four steps
+    # Most ids are snake case already: a lowercase ASCII word needs no regex at all, others one
+    # match, and only the rest the four steps.
+    if len(s) <= 120 and ((s.isascii() and s.isalnum() and s.islower()) or _SNAKE_CASE(s)):
         return s
     return _SNAKE.sub("_", s.lower()).strip("_")[:120] or "entity"
 
@@ -598,7 +607,7 @@ class _Entity:
     # still there, applying the block again would change nothing, so a re-announcement may
     # skip the rebuild.
     blocks: int = 0
-    composite: dict[str, Scalar] = field(default_factory=dict)
+    composite: dict[str, Scalar] | None = None  # a light's, cover's or climate's merged state, once it has one
 
 
 @dataclass(slots=True)
@@ -612,7 +621,7 @@ class _HaDevice:
     bridge: bool = False  # points read it (a bridge's points are diagnostic)
     blocks: int = 0  # how many device blocks have changed info, identifiers, via or bridge
     entities: dict[str, _Entity] = field(default_factory=dict)
-    avail_payloads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    avail_payloads: dict[str, tuple[int, str]] | None = None  # by topic, once one came
     emitted: AvailabilityState = AvailabilityState.UNKNOWN
     # Caches of what _device_of builds, so that the entities of one device arriving one by
     # one cost one point each rather than a rebuild of every point each time. `points` is
@@ -623,7 +632,9 @@ class _HaDevice:
     device: Device | None = None
 
 
-def _template(cfg: Mapping[str, Any], key: str | None, notes: list[str]) -> tuple[bool, Template | None]:
+# The helpers below take a config as the dict JSON gives, not as a Mapping: compiled (mypyc),
+# a dict's lookups are direct calls rather than method lookups.
+def _template(cfg: dict[str, Any], key: str | None, notes: list[str]) -> tuple[bool, Template | None]:
     src = cfg.get(key) if key else None
     if src is None:
         return True, None
@@ -637,8 +648,8 @@ def _template(cfg: Mapping[str, Any], key: str | None, notes: list[str]) -> tupl
         return False, None
 
 
-def _availability(cfg: Mapping[str, Any], notes: list[str]) -> tuple[tuple[str, Template | None, str, str], ...]:
-    entries: list[Mapping[str, Any]]
+def _availability(cfg: dict[str, Any], notes: list[str]) -> tuple[tuple[str, Template | None, str, str], ...]:
+    entries: list[dict[str, Any]]
     avty = cfg.get("availability")
     if isinstance(avty, list):
         entries = [a for a in avty if isinstance(a, dict)]
@@ -664,7 +675,7 @@ def _availability(cfg: Mapping[str, Any], notes: list[str]) -> tuple[tuple[str, 
     return tuple(out)
 
 
-def _kind(component: str, cfg: Mapping[str, Any]) -> tuple[Kind, bool, str | None]:
+def _kind(component: str, cfg: dict[str, Any]) -> tuple[Kind, bool, str | None]:
     """The kind of an entity, whether its binary value is inverted, and why it is `other`."""
     dc = cfg.get("device_class")
     if component == "binary_sensor":
@@ -685,13 +696,13 @@ def _kind(component: str, cfg: Mapping[str, Any]) -> tuple[Kind, bool, str | Non
     return kind, False, None if kind is not Kind.OTHER else f"component {component!r} has no kind"
 
 
-def _sources(component: str, cfg: Mapping[str, Any]) -> tuple[tuple[str, str | None, str], ...]:
+def _sources(component: str, cfg: dict[str, Any]) -> tuple[tuple[str, str | None, str], ...]:
     if component == "light":
         return _STATE_SOURCES["light:json" if cfg.get("schema") == "json" else "light:basic"]
     return _STATE_SOURCES.get(component, _DEFAULT_SOURCES)
 
 
-def _point_key(cfg: Mapping[str, Any], object_id: str, component: str, kind: Kind) -> str:
+def _point_key(cfg: dict[str, Any], object_id: str, component: str, kind: Kind) -> str:
     if component == "device_automation":
         return _snake(str(cfg.get("type") or "trigger")) if kind is not Kind.SOS else "sos"
     obj = cfg.get("object_id")
@@ -704,18 +715,18 @@ def _canonical_unit(unit: str) -> str | None:
     return to_canonical(1.0, unit)[1]
 
 
-def _bounds(cfg: Mapping[str, Any]) -> tuple[float | None, float | None, float | None]:
+def _bounds(cfg: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
     """min, max and step of a number or climate entity (climate's own keys first)."""
     return _bound(cfg, "min_temp", "min"), _bound(cfg, "max_temp", "max"), _bound(cfg, "temp_step", "step")
 
 
-def _bound(cfg: Mapping[str, Any], key: str, alias: str) -> float | None:
+def _bound(cfg: dict[str, Any], key: str, alias: str) -> float | None:
     # cfg.get(key, cfg.get(alias)) without the second lookup when the first key is there
     v = cfg[key] if key in cfg else cfg.get(alias)
     return None if v is None else _num(v)
 
 
-def _options(component: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+def _options(component: str, cfg: dict[str, Any]) -> tuple[str, ...]:
     opts, modes = cfg.get("options"), cfg.get("modes")
     if isinstance(opts, list):
         return tuple(str(o) for o in opts if isinstance(o, str | int | float))
@@ -821,8 +832,12 @@ class HomeAssistantAdapter(CountedFeed):
 
     name: ClassVar[str] = "homeassistant"
 
-    def __init__(self, prefix: str = "homeassistant") -> None:
+    def __init__(self, prefix: str = "homeassistant", *, shortcuts: bool = True) -> None:
         self.prefix = prefix.rstrip("/")
+        # Off: every config is parsed and every device rebuilt from all its entities, the
+        # reference the shortcuts (re-announcements, devices built entity by entity) are
+        # checked against.
+        self.shortcuts = shortcuts
         self._root = self.prefix + "/"
         self.counters: Counter[str] = Counter()
         self._devices: dict[str, _HaDevice] = {}
@@ -880,7 +895,7 @@ class HomeAssistantAdapter(CountedFeed):
         so that the events are the ones a full parse gives.
         """
         seen = self._configs.get(msg.topic)
-        if seen is None or seen != hash(msg.payload):
+        if seen is None or seen != hash(msg.payload) or not self.shortcuts:
             return None
         built: list[_Entity] = []
         for did in self._by_config.get(msg.topic, ()):
@@ -890,10 +905,10 @@ class HomeAssistantAdapter(CountedFeed):
                 return None
             built.append(e)
         if len(built) == 1 and self._is_last(built[0]):
-            built[0].composite.clear()
+            built[0].composite = None
             return self._announce({built[0].dev}, now, _REMOVED)
         for e in built:
-            e.composite.clear()
+            e.composite = None
             self._register(e)
         return self._announce({e.dev for e in built}, now, _REMOVED)
 
@@ -937,14 +952,15 @@ class HomeAssistantAdapter(CountedFeed):
                         self._drop(did)
                     continue
                 built.append(self._entity(did, msg.topic, comp["platform"], {**shared, **comp}, str(cid)))
+            ids = tuple(sorted({e.did for e in built}))
         else:
             did = f"{component} {node} {object_id}" if node else f"{component} {object_id}"
             built = [self._entity(did, msg.topic, component, cfg, object_id)]
-        new = {e.did for e in built}
+            ids = (did,)
         if previous:
-            for did in set(previous) - new:
+            for did in set(previous).difference(ids):
                 self._drop(did)
-        self._by_config[msg.topic] = tuple(sorted(new))
+        self._by_config[msg.topic] = ids
         for e in built:
             self._register(e)
             touched.add(e.dev)
@@ -1029,7 +1045,7 @@ class HomeAssistantAdapter(CountedFeed):
         # The block leaves the entity's config (what it says is kept in the device): two objects
         # fewer per entity for the garbage collector to track while the entity lives.
         raw = cfg.pop("device", None)
-        block: Mapping[str, Any] = raw if isinstance(raw, dict) else _NO_BLOCK
+        block: dict[str, Any] = raw if isinstance(raw, dict) else _NO_BLOCK
         ids = block.get("identifiers")
         if isinstance(ids, list) and _STR_ONLY.issuperset(map(type, ids)):
             idlist = list(filter(None, ids))  # the usual list of strings, without a Python-level loop
@@ -1042,7 +1058,7 @@ class HomeAssistantAdapter(CountedFeed):
             native = str(uid)
         else:
             native = did.replace(" ", "_")
-        hid = _HA_ID + (_SAFE_ID.sub("_", native) or "device")[:250]
+        hid = _HA_ID + (_safe_id(native) or "device")[:250]
         dev = self._devices.get(hid)
         info = dict(block)
         info.pop("identifiers", None)
@@ -1068,7 +1084,7 @@ class HomeAssistantAdapter(CountedFeed):
                 if mac:
                     identifiers["mac"] = mac
         via_device = block.get("via_device")
-        via = _HA_ID + _SAFE_ID.sub("_", via_device)[:250] if isinstance(via_device, str) and via_device else None
+        via = _HA_ID + _safe_id(via_device)[:250] if isinstance(via_device, str) and via_device else None
         if dev is None:  # a new device: its first block is all it knows, nothing to compare
             blocks = 1 if info or identifiers or via is not None or bridge else 0
             dev = self._devices[hid] = _HaDevice(hid, info, identifiers, via, bridge, blocks)
@@ -1139,6 +1155,8 @@ class HomeAssistantAdapter(CountedFeed):
 
     def _device_of(self, dev: _HaDevice) -> Device:
         """The device as the hub model describes it, built once per change of its entities or blocks."""
+        if not self.shortcuts:
+            dev.points, dev.device = None, None
         if dev.device is not None:
             return dev.device
         if dev.points is None:
@@ -1221,7 +1239,7 @@ class HomeAssistantAdapter(CountedFeed):
                         events.append(PointEvent.model_construct(ts=now, device_id=e.dev, key=e.point.key, value=v))
                     continue
                 if e.component in _COMPOSITE and isinstance(v, dict):
-                    e.composite.update(v)
+                    e.composite = {**(e.composite or {}), **v}
                     v = dict(e.composite)
                 per_device.setdefault(e.dev, {})[e.point.key] = v
         for did, values in per_device.items():
@@ -1240,6 +1258,8 @@ class HomeAssistantAdapter(CountedFeed):
             dev = self._devices.get(did)
             if dev is None:
                 continue
+            if dev.avail_payloads is None:
+                dev.avail_payloads = {}
             dev.avail_payloads[msg.topic] = (self._seq, text)
             state = _device_availability(dev)
             if state != dev.emitted and state is not AvailabilityState.UNKNOWN:
@@ -1312,7 +1332,7 @@ def _entity_availability(e: _Entity, payloads: Mapping[str, tuple[int, str]]) ->
 
 
 def _device_availability(dev: _HaDevice) -> AvailabilityState:
-    states = {_entity_availability(e, dev.avail_payloads) for e in dev.entities.values() if e.avail}
+    states = {_entity_availability(e, dev.avail_payloads or {}) for e in dev.entities.values() if e.avail}
     if AvailabilityState.ONLINE in states:
         return AvailabilityState.ONLINE
     if AvailabilityState.OFFLINE in states:
