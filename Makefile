@@ -12,10 +12,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The adapters compiled with mypyc (hub/native.py), again whenever one of them changed.
+$(VENV)/.compiled: $(BIN)/.installed hub/native.py hub/trusted.py $(wildcard hub/adapters/*.py)
+	$(BIN)/python tools/compile-adapters
+	touch $@
+
 demo: $(BIN)/.installed
 	HUB_DATA_DIR=$${HUB_DATA_DIR:-var/demo} $(BIN)/hub demo -c devices.yaml
 
-test: $(BIN)/.installed
+test: $(VENV)/.compiled
 	tools/ensure-binaries
 	$(BIN)/python -m pytest -q
 
@@ -26,9 +31,9 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 
 # Every benchmark in bench/ (each prints a table and its figures beside their baselines).
-bench: $(BIN)/.installed
+bench: $(VENV)/.compiled
 	@set -e; for b in bench/*.py; do case $$b in */__init__.py|*/common.py|*/bare_consumer.py|*/relay.py) continue;; esac; \
 	  echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache hub/*.so hub/adapters/*.so

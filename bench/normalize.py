@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub import heap
+from hub import heap, native
 from hub.adapters.homeassistant import HomeAssistantAdapter
 from hub.adapters.zigbee2mqtt import Zigbee2MqttAdapter
 from hub.model import DeviceDiscovered, StateChanged
@@ -187,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['case']:<34} {r['payload_bytes']:>6} {r['json_loads_us']:>14.2f} "
             f"{r['normalize_us']:>13.2f} {r['ratio']:>5.2f}x  {flag}"
         )
+    how = "compiled (mypyc, tools/compile-adapters)" if native.running_compiled() else "interpreted"
     print(f"median of {runs} runs × {n} messages{' (quick: timings are indicative only)' if args.quick else ''}")
+    print(f"adapters: {how}")
     if args.json:
-        print(json.dumps({"bench": "normalize", "quick": args.quick, "results": results}))
+        print(json.dumps({"bench": "normalize", "quick": args.quick, "adapters": how, "results": results}))
     return 0
 
 

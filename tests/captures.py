@@ -7,10 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
 from hub.adapters.base import Rejected
 from hub.wire import Message
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+# What the hub API lets through to an adapter's encoder (it validates requests as hub.model
+# Value): any value, right for the point or wrong, but never a list. The compiled adapters
+# check their arguments' types as declared, so a list would be a TypeError, not a rejection.
+VALUES: st.SearchStrategy[Any] = _SCALARS | st.dictionaries(st.text(max_size=6), _SCALARS, max_size=3)
 
 
 def fixture(folder: str, name: str) -> dict[str, Any]:

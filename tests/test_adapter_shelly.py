@@ -361,7 +361,7 @@ def test_wrong_types_in_every_field(data: st.DataObject) -> None:
         events = adapter.feed(Message(fx["topic"], json.dumps(payload).encode()), NOW)
         for event in events:
             if isinstance(event, DeviceDiscovered):
-                adapter.encode(event.device, {p.key: data.draw(JSON) for p in event.device.points[:2]})
+                adapter.encode(event.device, {p.key: data.draw(captures.VALUES) for p in event.device.points[:2]})
 
     result = outcome(run)
     assert result is None or result.reason

@@ -357,7 +357,7 @@ def test_wrong_types_in_every_field(data: st.DataObject) -> None:
         adapter.feed(Message(fx["topic"], json.dumps(payload).encode()), NOW)
         for dev in adapter._devices.values():
             if dev.device is not None:
-                adapter.encode(dev.device, {k: data.draw(JSON) for k in list(dev.points)[:2]})
+                adapter.encode(dev.device, {k: data.draw(captures.VALUES) for k in list(dev.points)[:2]})
 
     result = outcome(run)
     assert result is None or result.reason
