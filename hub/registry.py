@@ -426,13 +426,13 @@ class Registry:
         # that was not known to be online back online.
         av = rec.device.availability
         if av.state is AvailabilityState.OFFLINE:
-            rec.device = rec.device.model_copy(update={"availability": av.model_copy(update={"last_seen": ts})})
+            rec.device = _copy(rec.device, {"availability": _copy(av, {"last_seen": ts})})
             return []
         new = online(ts)
         if av.state is AvailabilityState.ONLINE:
-            rec.device = rec.device.model_copy(update={"availability": new})
+            rec.device = _copy(rec.device, {"availability": new})
             return []
-        rec.device = rec.device.model_copy(update={"availability": new})
+        rec.device = _copy(rec.device, {"availability": new})
         return [
             PublishDevice(rec.device),
             Forward(AvailabilityChanged(ts=ts, device_id=rec.device.id, availability=new)),
@@ -446,11 +446,11 @@ class Registry:
         old = rec.device.availability
         new = event.availability
         if new.last_seen is None:
-            new = new.model_copy(update={"last_seen": old.last_seen})
+            new = _copy(new, {"last_seen": old.last_seen})
         if new.state == old.state and new.reason == old.reason:
-            rec.device = rec.device.model_copy(update={"availability": new})
+            rec.device = _copy(rec.device, {"availability": new})
             return []
-        rec.device = rec.device.model_copy(update={"availability": new})
+        rec.device = _copy(rec.device, {"availability": new})
         if rec.device.status is Status.IGNORED:
             return []
         return [
@@ -533,7 +533,7 @@ class Registry:
             heard = [t for t in (rec.device.availability.last_seen, rec.ts) if t is not None]
             if not heard:
                 # Restored without a time (saved before last_seen was kept): its clock starts now.
-                rec.device = rec.device.model_copy(update={"availability": _heard(rec.device.availability, now)})
+                rec.device = _copy(rec.device, {"availability": _heard(rec.device.availability, now)})
                 continue
             last = max(heard)
             if now - last < max_age:

@@ -23,7 +23,7 @@ from hub.model import (
     online,
     state_changed,
 )
-from hub.registry import CommandRefused, Forward, Named, PublishDevice, PublishState, Registry, Unpublish
+from hub.registry import CommandRefused, Forward, Named, PublishDevice, PublishState, Registry, Unpublish, _copy
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 IEEE = "0x00158d0001a2b3c4"
@@ -253,3 +253,15 @@ def test_the_change_log_names_devices_described_anew_not_sightings(monkeypatch: 
         reg.apply(discovered(plug.model_copy(update={"id": f"z2m-{n}", "identifiers": {}})))
     assert reg.changed_since(start) is None
     assert reg.changed_since(reg.generation - 2) == ["z2m-4", "z2m-5"]
+
+
+def test_registry_copies_equal_pydantic_copies() -> None:
+    # The registry builds a device's availability copies itself on every report (no
+    # model_copy): they must be what model_copy gives, fields set included.
+    dev = ha_copy()
+    seen = online(T0)
+    for update in ({"availability": seen}, {"availability": seen, "name": "Hall light"}):
+        mine, theirs = _copy(dev, update), dev.model_copy(update=update)
+        assert mine == theirs
+        assert mine.model_fields_set == theirs.model_fields_set
+        assert dev.availability != seen  # the original is left as it was
