@@ -28,16 +28,11 @@ def decode_text(payload: bytes) -> str:
 
 def decode_json(payload: bytes) -> Any:
     """The payload parsed as JSON, or Rejected with "invalid_json" / "too_deep" / "not_utf8"."""
-    # The bracket count first, inline: a real payload never comes near the limit, and this
-    # runs for every message of every device.
+    # The openers counted first, in one pass: a real payload never comes near the limit.
     if len(payload.translate(None, _NOT_OPENERS)) > MAX_DEPTH and _depth_exceeds(payload, MAX_DEPTH):
         raise Rejected("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return orjson.loads(payload)  # parse_json inline: this runs for every message
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return _standard(payload)
+        return parse_json(payload)
     except UnicodeDecodeError as exc:
         raise Rejected("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     except ValueError as exc:
@@ -50,14 +45,10 @@ def parse_json(data: bytes | str) -> Any:
         # orjson parses in a quarter of json.loads' time, UTF-8 check included.
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return _standard(data)
-
-
-def _standard(data: bytes | str) -> Any:
-    # What orjson refuses, json.loads may still take (NaN, integers beyond 64 bits): the rare
-    # payload pays for a second parse, and the hub accepts what it always accepted. Bytes are
-    # decoded as UTF-8 and nothing else (json.loads would guess UTF-16 or -32).
-    return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        # What orjson refuses, json.loads may still take (NaN, integers beyond 64 bits): the
+        # rare payload pays for a second parse, and the hub accepts what it always accepted.
+        # Bytes are decoded as UTF-8 and nothing else (json.loads would guess UTF-16 or -32).
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
 
 
 def decode_object(payload: bytes) -> dict[str, Any]:
@@ -71,7 +62,7 @@ def decode_object(payload: bytes) -> dict[str, Any]:
 def _depth_exceeds(payload: bytes, limit: int) -> bool:
     # A cheap upper bound on nesting that ignores brackets inside strings: good enough to
     # refuse a bomb, and it never refuses a real payload (those nest far below the limit).
-    # The running depth over the brackets alone, summed in C: a Python loop over every byte
+    # The running depth is summed in C over the brackets alone: a Python loop over every byte
     # held the loop for half a second on a large home's 9 MB bridge/devices.
     brackets = payload.translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_STEP.__getitem__, brackets))) > limit
@@ -79,7 +70,7 @@ def _depth_exceeds(payload: bytes, limit: int) -> bool:
 
 _STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_NOT_OPENERS = bytes(b for b in range(256) if b not in b"[{")  # the openers counted in one pass
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"[{")
 
 
 def number(value: Any) -> float | None:
