@@ -42,7 +42,13 @@ async def first(w: Watcher, predicate: Callable[[str, Any], bool], timeout: floa
 
 
 def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port any more."""
     with socket.socket() as s:
+        # The broker closes its clients' connections first, so their ends linger in TIME_WAIT
+        # for a minute. They carry SO_REUSEADDR from the broker's listener (asyncio sets it), so
+        # a bind that sets it too passes over them, and still fails while anything listens there:
+        # a leftover broker is still caught.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
