@@ -80,7 +80,8 @@ _SUBSCRIBE_GATHER = 0.0
 _YIELD_EVERY = 200  # messages handled before other tasks get a turn (a few milliseconds)
 # Messages received and not yet handled: above the high mark the link stops reading (the
 # broker holds or drops what comes, per its queue limits) until it is back under the low one,
-# so that a flood costs a bounded amount of memory instead of all of it.
+# so that a flood costs a bounded amount of memory instead of all of it. While connecting it
+# reads on whatever the backlog: the retained messages of a big home are bounded by the broker.
 _BACKLOG_HIGH = 50_000
 _BACKLOG_LOW = 10_000
 _ROUTE_CACHE_MAX = 4096  # distinct topics whose handler lists are remembered
@@ -464,7 +465,9 @@ class Link:
             if got.messages:
                 inbox.put_nowait(got.messages)
                 self._backlog += len(got.messages)
-                if self._backlog > _BACKLOG_HIGH and client.lane is not None:
+                # Not before the link is up: nothing handles messages until then, and the
+                # acks that `_connected` waits for come behind the retained flood it asked for.
+                if self._backlog > _BACKLOG_HIGH and client.lane is not None and self._live.is_set():
                     client.lane.pause_reading()
 
         client = _LaneClient(

@@ -557,6 +557,33 @@ async def test_a_slow_handler_pauses_reading_and_loses_nothing(
     assert pauses, "the backlog never went over the high mark"
 
 
+async def test_a_retained_flood_bigger_than_the_backlog_does_not_stall_the_connection(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The birth publish waits for its PUBACK, which the broker sends behind the retained
+    # messages of the subscriptions made just before. Had the link stopped reading over the
+    # backlog mark then (no one handles messages before it is up), the PUBACK would never be
+    # read: a time-out, a reconnect and the same again, for ever, in a home this big.
+    monkeypatch.setattr("hub.mqtt._BACKLOG_HIGH", 50)
+    monkeypatch.setattr("hub.mqtt._BACKLOG_LOW", 10)
+    p = prefix()
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+        for i in range(400):  # fewer than the broker queues for a client that is not reading
+            await c.publish(f"{p}/d/{i}", str(i).encode(), qos=1, retain=True)
+    settings = fast(mosquitto.url, will_topic=f"{p}/status", will_payload=b"offline", birth_payload=b"online")
+    link = Link(settings)
+    inbox, handler = collector()
+    link.subscribe(f"{p}/d/#", handler)
+    async with running(link):
+        await link.wait_connected(WAIT)
+        got = {(await next_msg(inbox)).topic for _ in range(400)}
+    assert got == {f"{p}/d/{i}" for i in range(400)}
+    assert link.stats.reconnects == 0
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:  # leave the shared broker clean
+        for i in range(400):
+            await c.publish(f"{p}/d/{i}", b"", qos=1, retain=True)
+
+
 async def test_subscriptions_kept_up_to_date_one_filter_at_a_time_equal_a_full_recompute(
     mosquitto: Mosquitto,
 ) -> None:
