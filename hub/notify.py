@@ -3,19 +3,19 @@
 Apprise is blocking (it uses requests), so every send runs in a worker thread. A caregiver's
 channels are tried in order until one succeeds: a failed channel falls back to the next one.
 Notification URLs carry secrets (tokens, passwords): they are never logged or stored; records
-name only the URL's scheme.
+name only the URL's scheme. Apprise is loaded when a caregiver has a channel, at start: a home
+without one never pays for it, and one with a broken install learns it then, not at an alarm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import apprise
 
 from hub.api import AlertView, Delivery, Language
 from hub.clock import Clock
@@ -60,6 +60,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def send_blocking(url: str, title: str, body: str) -> str | None:
     """Send one notification (blocking); None when it went out, else why not (secrets removed)."""
+    import apprise
+
     sender = apprise.Apprise()
     if not sender.add(url):
         return "not a notification URL apprise understands"
@@ -95,6 +97,8 @@ class Notifier:
 
     def __init__(self, caregivers: Iterable[Caregiver], language: Language, clock: Clock) -> None:
         self.caregivers = tuple(caregivers)
+        if any(c.notify for c in self.caregivers):
+            importlib.import_module("apprise")
         self.language = language
         self.clock = clock
         self.counters: Counter[str] = Counter()

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from hub import __version__, heap, mdns
+from hub import __version__, heap
 from hub.activity import ActivityBook
 from hub.adapters import BY_PROTOCOL, build_adapters
 from hub.adapters.base import Adapter, Rejected
@@ -55,6 +55,10 @@ from hub.registry import (
 from hub.rules.runtime import RulesRuntime
 from hub.store import Store, StoreError
 from hub.wire import Message
+
+if TYPE_CHECKING:
+    # Loaded when the home browses mDNS (zeroconf is 3 MB of a hub that may never browse).
+    from hub import mdns
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +264,8 @@ class Hub:
             return None
 
         async def find() -> tuple[str, int, str] | None:
+            from hub import mdns
+
             return await mdns.find_broker(mdns_cfg.interfaces)
 
         return find
@@ -268,6 +274,8 @@ class Hub:
         # Sightings wait for the initial publish, so that devices restored from the store are
         # in place before an advertisement updates them.
         await self.ready.wait()
+        from hub import mdns
+
         browser = mdns.Browser(self.config.discovery.mdns.interfaces, clock=self.clock)
         try:
             browser.open()
@@ -287,6 +295,8 @@ class Hub:
             await browser.close()
 
     async def _on_sighting(self, devices: mdns.Devices, change: mdns.Change) -> None:
+        from hub import mdns
+
         dev = devices.apply(change)
         if isinstance(change, mdns.Lost):
             # A goodbye (often a reboot) is not a removal: the inbox forgets a device only

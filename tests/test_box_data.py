@@ -107,6 +107,33 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
     assert ours == [], f"add a migration in hub/migrations/versions for: {ours}"
 
 
+def test_the_written_out_chain_is_the_one_alembic_reads_from_the_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrations.alembic_config())
+    assert migrations.known_revisions() == [s.revision for s in reversed(list(scripts.walk_revisions()))]
+    assert migrations.head() == scripts.get_current_head()
+
+
+def test_a_store_the_hub_created_without_alembic_is_at_head_for_alembic(tmp_path: Path) -> None:
+    # Start-up stamps a new store itself; Alembic must read that stamp as its own, or the
+    # first real upgrade would start from nothing.
+    db = tmp_path / "hub.db"
+    code = (
+        "import sys; from hub.store import Store; Store(sys.argv[1]).open(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, f"sqlite:///{db}"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", "a new store loaded Alembic"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == migrations.head()
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+# ---- the store at start --------------------------------------------------------------
 # ---- the store at start --------------------------------------------------------------
 
 

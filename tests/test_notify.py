@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 from hub.api import AlertView
@@ -41,3 +43,18 @@ def test_secrets_never_leave_in_records() -> None:
     assert "s3cr3ttoken123" not in cleaned
     assert "abcdef987" not in cleaned
     assert send_blocking("nonsense://x", "t", "b") == "not a notification URL apprise understands"
+
+
+def test_apprise_is_loaded_at_start_only_for_a_home_with_a_channel() -> None:
+    code = (
+        "import sys\n"
+        "from hub.clock import RealClock\n"
+        "from hub.config import Caregiver\n"
+        "from hub.notify import Notifier\n"
+        "Notifier([Caregiver(id='li', name='Li', tier=1)], 'en', RealClock())\n"
+        "print('apprise' in sys.modules)\n"
+        "Notifier([Caregiver(id='li', name='Li', tier=1, notify=('json://127.0.0.1:9/',))], 'en', RealClock())\n"
+        "print('apprise' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
