@@ -66,6 +66,11 @@ RETENTION_EVERY = timedelta(hours=6)
 # How often the inbox drops pending devices not seen for discovery.pending_expiry_hours
 # (at most; a short expiry is checked four times per period).
 EXPIRY_EVERY = timedelta(minutes=30)
+# Effects carried out per round of the `effects` task, at most: one transaction for a burst
+# of discoveries, but not one for the 10,000 of a big home's start. Held all at once, their
+# descriptions, rows and publishes left 30-50 MB more resident after start-up at 10,000
+# devices (bench/scale.py; 300 a round saved nothing more), and none showed before the last.
+EFFECTS_PER_ROUND = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,32 @@ class Paths:
     def store_url(self) -> str:
         """The default store: a SQLite file in the data folder."""
         return f"sqlite:///{self.data_dir / 'hub.db'}"
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """A caller of `_carry_out`: its effects are queue[start:end], told when the last is carried out."""
+
+    start: int
+    end: int
+    done: asyncio.Future[None]
+    error: StoreError | None = None
+
+    def shift(self, count: int) -> bool:
+        """The first `count` queued effects were taken for a round: index the rest; whether any were ours."""
+        ours = self.start < count
+        self.start, self.end = max(self.start - count, 0), self.end - count
+        return ours
+
+    def tell(self, error: StoreError | None) -> None:
+        """Its last effect was carried out: done, or the first error of any of its rounds."""
+        error = self.error or error
+        if self.done.done():
+            return
+        if error is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
 
 
 class Hub:
@@ -115,7 +146,7 @@ class Hub:
         # The `effects` task carries them out in batches: a burst of discoveries (thousands of
         # retained ones at start-up) costs one transaction, not one each.
         self._queue: list[tuple[Effect, dict[str, Value] | None]] = []
-        self._queue_waiters: list[asyncio.Future[None]] = []
+        self._queue_waiters: list[_Waiter] = []
         self._queued = asyncio.Event()
         self._storing = False  # a batch taken from the queue is not carried out yet
         self.ready = asyncio.Event()
@@ -407,8 +438,9 @@ class Hub:
     async def _carry_out(self, effects: list[Effect]) -> None:
         """Queue effects and wait until they are carried out; StoreError if their batch could not be stored."""
         done = asyncio.get_running_loop().create_future()
+        start = len(self._queue)
         self._queue += [(e, self._merged(e)) for e in effects]
-        self._queue_waiters.append(done)
+        self._queue_waiters.append(_Waiter(start, len(self._queue), done))
         self._queued.set()
         await done
 
@@ -424,20 +456,24 @@ class Hub:
         while True:
             await self._queued.wait()
             self._queued.clear()
-            batch, self._queue = self._queue, []
-            waiters, self._queue_waiters = self._queue_waiters, []
+            batch, self._queue = self._queue[:EFFECTS_PER_ROUND], self._queue[EFFECTS_PER_ROUND:]
+            if self._queue:
+                self._queued.set()  # the next round takes the rest, after this one is shown
+            # Callers whose last effect is in this round are told after it; the others' effects
+            # are re-indexed now, as callers queueing during the round index what is left.
+            finishing = [w for w in self._queue_waiters if w.end <= len(batch)]
+            self._queue_waiters = [w for w in self._queue_waiters if w.end > len(batch)]
+            partly = [w for w in self._queue_waiters if w.shift(len(batch))]
             self._storing = True
             try:
                 error = await self._store(batch)
                 await self._show(batch, stored=error is None)
             finally:
                 self._storing = False
-            for waiter in waiters:
-                if not waiter.done():
-                    if error is None:
-                        waiter.set_result(None)
-                    else:
-                        waiter.set_exception(error)
+            for waiter in partly:
+                waiter.error = waiter.error or error
+            for waiter in finishing:
+                waiter.tell(error)
 
     async def _store(self, batch: list[tuple[Effect, dict[str, Value] | None]]) -> StoreError | None:
         # The last word on each device in the batch: saved as shown, or forgotten.

@@ -13,9 +13,12 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from hub.model import Device, Protocol
+from hub.registry import PublishDevice
 from hub.sim.dialects import build
 from hub.sim.load import announcements, load_specs
-from hub.store import Store
+from hub.store import Store, StoreError
+from hub.supervisor import _Waiter
 from tests import captures
 from tests.brokers import Mosquitto, free_port, wait_port
 from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, watching
@@ -265,3 +268,35 @@ async def test_retained_discoveries_are_each_stored_before_shown_in_a_few_commit
                     break
             # One transaction per burst, not one per device.
             assert hub.store.stats["durable_writes"] < count // 4
+
+
+async def test_each_caller_is_told_once_its_own_effects_are_stored_across_rounds(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rounds of 16: the callers' effects (5, 40 and 7 devices) straddle rounds.
+    monkeypatch.setattr("hub.supervisor.EFFECTS_PER_ROUND", 16)
+    config = make_config(config_text(mosquitto.url), tmp_path)
+    async with running_hub(config, tmp_path / "data") as hub:
+
+        async def carry(group: str, n: int) -> set[str]:
+            devices = [Device(id=f"config-{group}{i}", name=f"{group} {i}", protocol=Protocol.CONFIG) for i in range(n)]
+            await hub._carry_out([PublishDevice(d) for d in devices])
+            stored = {d.id for d in await asyncio.to_thread(hub.store.load_devices)}
+            return {d.id for d in devices} - stored  # what the caller was told of too early
+
+        early = await asyncio.wait_for(asyncio.gather(carry("a", 5), carry("b", 40), carry("c", 7)), WAIT)
+    assert early == [set(), set(), set()]
+
+
+def test_a_caller_whose_effects_straddle_rounds_hears_of_a_failed_earlier_round() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        waiter = _Waiter(10, 20, loop.create_future())
+        assert waiter.shift(16)  # round 1 took queue[0:16]: six of its effects
+        waiter.error = StoreError("disk full")  # and failed
+        assert (waiter.start, waiter.end) == (0, 4)
+        waiter.tell(None)  # round 2 carried out its last four
+        with pytest.raises(StoreError, match="disk full"):
+            waiter.done.result()
+    finally:
+        loop.close()
