@@ -526,11 +526,15 @@ async def test_the_broker_socket_sends_without_nagle_delay(mosquitto: Mosquitto)
         assert link._client.lane._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
-async def test_a_slow_handler_pauses_reading_and_loses_nothing(
-    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def small_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backlog marks of 50 and 10 messages, so that a few hundred make a flood."""
     monkeypatch.setattr("hub.mqtt._BACKLOG_HIGH", 50)
     monkeypatch.setattr("hub.mqtt._BACKLOG_LOW", 10)
+
+
+@pytest.mark.usefixtures("small_backlog")
+async def test_a_slow_handler_pauses_reading_and_loses_nothing(mosquitto: Mosquitto) -> None:
     p = prefix()
     link = Link(fast(mosquitto.url))
     got: list[bytes] = []
@@ -557,15 +561,12 @@ async def test_a_slow_handler_pauses_reading_and_loses_nothing(
     assert pauses, "the backlog never went over the high mark"
 
 
-async def test_a_retained_flood_bigger_than_the_backlog_does_not_stall_the_connection(
-    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("small_backlog")
+async def test_a_retained_flood_bigger_than_the_backlog_does_not_stall_the_connection(mosquitto: Mosquitto) -> None:
     # The birth publish waits for its PUBACK, which the broker sends behind the retained
     # messages of the subscriptions made just before. Had the link stopped reading over the
     # backlog mark then (no one handles messages before it is up), the PUBACK would never be
     # read: a time-out, a reconnect and the same again, for ever, in a home this big.
-    monkeypatch.setattr("hub.mqtt._BACKLOG_HIGH", 50)
-    monkeypatch.setattr("hub.mqtt._BACKLOG_LOW", 10)
     p = prefix()
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
         for i in range(400):  # fewer than the broker queues for a client that is not reading
