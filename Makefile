@@ -27,7 +27,7 @@ test: $(VENV)/.compiled
 lint: $(BIN)/.installed
 	$(BIN)/ruff check hub tests bench
 	$(BIN)/ruff format --check hub tests bench
-	$(BIN)/mypy hub
+	$(BIN)/mypy hub bench
 	$(BIN)/lint-imports
 
 # Every benchmark in bench/ (each prints a table and its figures beside their baselines).

@@ -18,7 +18,7 @@ async def main(port: int) -> None:
         async for msg in client.messages:
             topic = msg.topic.value
             try:
-                data = json.loads(msg.payload)  # type: ignore[arg-type]
+                data = json.loads(msg.payload)
             except ValueError:
                 continue
             last[topic] = data

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import subprocess
@@ -87,7 +88,7 @@ class Prober:
             if msg.topic.value != self.topic:
                 continue  # amqtt also delivers retained messages of other clients' subscriptions
             try:
-                value = self.read(msg.payload)  # type: ignore[arg-type]
+                value = self.read(msg.payload)
             except ValueError:
                 continue
             if value is not None and value in self.sent and value not in self.delays:
@@ -152,7 +153,7 @@ async def ladder(port: int, consumer: str, rates: list[int], seconds: float) -> 
         try:
             await ready(prober)
             for rate in rates:
-                worst = await prober.probe(seconds, lambda r=rate: stream(port, r, seconds))
+                worst = await prober.probe(seconds, functools.partial(stream, port, rate, seconds))
                 if worst > LIMIT:
                     break
                 best = rate
@@ -168,7 +169,7 @@ async def hub_online(port: int, wait: float = 60.0) -> None:
         await client.subscribe("hub/bench/status")
         async with asyncio.timeout(wait):
             async for msg in client.messages:
-                if msg.topic.value == "hub/bench/status" and b'"online"' in bytes(msg.payload):  # type: ignore[arg-type]
+                if msg.topic.value == "hub/bench/status" and b'"online"' in bytes(msg.payload):
                     await asyncio.sleep(0.5)  # its subscriptions follow the birth message
                     return
 

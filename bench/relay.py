@@ -25,7 +25,7 @@ async def main(port: int) -> None:
         await client.subscribe("zigbee2mqtt/#")
         async for msg in client.messages:
             try:
-                data = json.loads(msg.payload)  # type: ignore[arg-type]
+                data = json.loads(msg.payload)
             except ValueError:
                 continue
             if msg.topic.value == MOTION and isinstance(data, dict) and data.get("occupancy") is True:

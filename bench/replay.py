@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import Report, args_parser, median, workdir
-from hub.config import load_config_text
-from hub.replay import read, run
+from hub.config import Config, load_config_text
+from hub.replay import Recording, Result, read, run
 from tests import synthetic_week
 
 DAYS = 30
@@ -31,7 +32,7 @@ def main() -> None:
     with workdir() as tmp:
         path = Path(tmp) / "month.jsonl"
         path.write_text("\n".join(synthetic_week.lines(days, reports_per_hour=REPORTS_PER_HOUR)) + "\n")
-        stages = {
+        stages: dict[str, Callable[[], tuple[Recording, Result | None]]] = {
             "read the recording (baseline)": lambda: (read(path, full), None),
             "replay, no rules (registry + device health)": lambda: _replay(path, bare),
             "replay, whole rule library": lambda: _replay(path, full),
@@ -57,10 +58,7 @@ def main() -> None:
     report.emit()
 
 
-def _replay(path: Path, config: object) -> tuple[object, object]:
-    from hub.config import Config
-
-    assert isinstance(config, Config)
+def _replay(path: Path, config: Config) -> tuple[Recording, Result]:
     recording = read(path, config)
     return recording, asyncio.run(run(config, recording))
 

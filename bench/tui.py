@@ -62,7 +62,7 @@ def alert(i: int, now: datetime, **update: Any) -> AlertView:
         rule_id=f"rule-{i % 20}",
         rule_kind="bathroom_too_long",
         room=ROOMS[i % len(ROOMS)],
-        severity=KINDS[i % 3],  # type: ignore[arg-type]
+        severity=KINDS[i % 3],
         state="notified",
         raised_at=now - timedelta(minutes=i),
         updated_at=now,
