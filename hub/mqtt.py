@@ -367,7 +367,7 @@ class _LaneClient(aiomqtt.Client):
         pass  # the lane owns the writer callback
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        # QoS 1 and 2 messages, which paho decodes (it owes the broker their acknowledgement).
+        # QoS 2 messages and oversize QoS 1 ones, which paho decodes (the lane decodes the rest).
         msg = decode_paho(message)
         got = Received(messages=[msg] if msg is not None else [], undecodable=int(msg is None))
         self._deliver(got)

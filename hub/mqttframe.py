@@ -1,9 +1,11 @@
-"""MQTT 3.1.1 framing of the one packet the link handles itself: PUBLISH at QoS 0, which has no session state.
+"""MQTT 3.1.1 framing of the packets the link handles itself: PUBLISH at QoS 0 and 1 from the broker.
 
-Everything else (CONNECT, SUBSCRIBE, keepalive, QoS 1 and 2 flows) stays with paho; these
-functions only split the broker's byte stream into whole packets, decode QoS 0 publishes
-and encode them, so that a burst of messages costs a few slices each instead of paho's
-three socket reads and a dozen objects per packet.
+Everything else (CONNECT, SUBSCRIBE, keepalive, QoS 2 flows, publishes the hub sends at
+QoS 1) stays with paho; these functions only split the broker's byte stream into whole
+packets, decode QoS 0 and 1 publishes and encode QoS 0 ones, so that a burst of messages
+costs a few slices each instead of paho's three socket reads and a dozen objects per packet.
+A QoS 1 publish from the broker needs only its PUBACK, which holds no session state: paho
+itself sends it as soon as the message is handed on, and so does the lane.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from hub.wire import Message
 
 PUBLISH = 0x30
+PUBLISH_QOS1 = 0x32
+PUBACK = 0x40
 _TYPE_MASK = 0xF0
 _QOS_MASK = 0x06
 _MAX_REMAINING = 268_435_455  # the largest remaining length four bytes can express (MQTT 3.1.1 §2.2.3)
@@ -58,16 +62,18 @@ class Received:
     """What a read of the stream yielded, in the order it came."""
 
     messages: list[Message] = field(default_factory=list)
+    acks: bytearray = field(default_factory=bytearray)  # PUBACKs owed for the QoS 1 publishes decoded here
     others: bytearray = field(default_factory=bytearray)  # whole packets for paho, in order
     oversize: list[int] = field(default_factory=list)  # sizes of QoS 0 publishes refused unread
     undecodable: int = 0  # QoS 0 publishes whose topic is not valid UTF-8
 
 
 class FrameReader:
-    """Splits a byte stream into packets: QoS 0 publishes are decoded, other packets passed on whole.
+    """Splits a byte stream into packets: QoS 0 and 1 publishes are decoded, other packets passed on whole.
 
     A QoS 0 publish longer than `max_payload` plus the longest topic is skipped as it
-    arrives, never buffered: a hostile or broken publisher cannot make the hub hold it.
+    arrives, never buffered: a hostile or broken publisher cannot make the hub hold it. A
+    QoS 1 one that long goes to paho whole, whose acknowledgement the broker waits for.
     """
 
     def __init__(self, max_payload: int) -> None:
@@ -114,7 +120,26 @@ class FrameReader:
                 if shift > 21:
                     raise MalformedStream("remaining length longer than four bytes")
             stop = i + length
-            if first & (_TYPE_MASK | _QOS_MASK) == PUBLISH:
+            kind = first & (_TYPE_MASK | _QOS_MASK)
+            if kind == PUBLISH_QOS1 and length <= self._limit:
+                if stop > end:
+                    self._keep(buf[pos:], stop - pos)
+                    return
+                if length < 4:
+                    raise MalformedStream("QoS 1 PUBLISH without a topic and packet id")
+                cut = i + 2 + ((buf[i] << 8) | buf[i + 1])
+                if cut + 2 > stop:
+                    raise MalformedStream("PUBLISH topic longer than the packet")
+                # Owed whether or not the topic decodes: an unacknowledged message holds one
+                # of the few the broker sends at once, until the connection ends.
+                out.acks += bytes((PUBACK, 2, buf[cut], buf[cut + 1]))
+                try:
+                    topic = buf[i + 2 : cut].decode()
+                except UnicodeDecodeError:
+                    out.undecodable += 1
+                else:
+                    messages.append(Message(topic, buf[cut + 2 : stop], bool(first & 1), 1))
+            elif kind == PUBLISH:
                 if length > self._limit:
                     out.oversize.append(length)
                     self._skip = max(stop - end, 0)

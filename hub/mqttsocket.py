@@ -4,9 +4,10 @@ paho reads a packet with three socket calls and one loop wake-up, writes each pa
 its own call, and builds a dozen objects per message; under a few thousand messages a
 second that, not the hub's work, was the limit (bench/ingest.py). The lane sits between
 paho and the socket: paho is handed a socket-like view whose `recv` serves only the packets
-the lane passes on (CONNACK, SUBACK, PINGRESP, QoS 1 flows) and whose `send` appends to
-the lane's write buffer. QoS 0 publishes, which carry no session state, are decoded and
-encoded here (hub.mqttframe); the session itself stays paho's.
+the lane passes on (CONNACK, SUBACK, PINGRESP, acks of the hub's own QoS 1 publishes, QoS 2
+flows) and whose `send` appends to the lane's write buffer. QoS 0 publishes, which carry no
+session state, are decoded and encoded here (hub.mqttframe), and QoS 1 ones from the broker
+decoded and acknowledged; the session itself stays paho's.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Lane:
         except OSError as exc:
             self._ended = exc
         self._for_paho += got.others
+        if got.acks and not self._closed:
+            self._append(got.acks)
         try:
             # paho reads its packets from the view; an end of stream reaches it the same way,
             # so that it runs its own disconnect handling (and aiomqtt learns of it).

@@ -49,14 +49,62 @@ def test_any_split_of_a_stream_gives_back_every_publish_in_order(
     assert not got.oversize
 
 
+def qos1_publish(topic: bytes, packet_id: int, payload: bytes, *, retain: bool = False) -> bytes:
+    """A QoS 1 PUBLISH as a broker sends it: topic, packet id, payload (MQTT 3.1.1 §3.3)."""
+    body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + payload
+    return bytes((0x32 | retain,)) + encode_length(len(body)) + body
+
+
 def test_other_packets_pass_through_whole_and_in_order() -> None:
     suback = b"\x90\x03\x00\x01\x00"
     pingresp = b"\xd0\x00"
-    qos1 = b"\x32\x08\x00\x01t\x00\x07xyz"  # PUBLISH QoS 1: paho owes the broker its PUBACK
-    stream = suback + encode_publish("a", b"1", retain=False) + qos1 + pingresp
+    qos2 = b"\x34\x08\x00\x01t\x00\x07xyz"  # PUBLISH QoS 2: its four-way flow is paho's
+    stream = suback + encode_publish("a", b"1", retain=False) + qos2 + pingresp
     got = read_all(stream, [1, 1, 3, 2, 5])
-    assert bytes(got.others) == suback + qos1 + pingresp
+    assert bytes(got.others) == suback + qos2 + pingresp
     assert got.messages == [Message("a", b"1", False, 0)]
+
+
+def test_a_qos1_publish_is_decoded_and_its_puback_owed() -> None:
+    # fixed header (PUBLISH QoS 1), remaining length 8, topic "t", packet id 7, payload "xyz"
+    got = read_all(b"\x32\x08\x00\x01t\x00\x07xyz", [])
+    assert got.messages == [Message("t", b"xyz", False, 1)]
+    assert bytes(got.acks) == b"\x40\x02\x00\x07"  # PUBACK, remaining length 2, packet id 7
+    assert not got.others
+
+
+@given(
+    st.lists(st.tuples(topics, payloads, st.booleans(), st.integers(0, 1)), max_size=12),
+    st.lists(st.integers(0, 300), max_size=30),
+)
+def test_any_split_of_mixed_qos_gives_every_publish_in_order_and_every_puback_once(
+    msgs: list[tuple[str, bytes, bool, int]], chunks: list[int]
+) -> None:
+    ids = range(1, len(msgs) + 1)
+    stream = b"".join(
+        qos1_publish(t.encode(), i, p, retain=r) if q else encode_publish(t, p, retain=r)
+        for (t, p, r, q), i in zip(msgs, ids, strict=True)
+    )
+    got = read_all(stream, chunks)
+    assert got.messages == [Message(t, p, r, q) for t, p, r, q in msgs]
+    owed = [i for (*_, q), i in zip(msgs, ids, strict=True) if q]
+    assert bytes(got.acks) == b"".join(b"\x40\x02" + i.to_bytes(2, "big") for i in owed)
+    assert not got.others
+
+
+def test_a_qos1_publish_with_a_topic_that_is_not_utf8_is_still_acknowledged() -> None:
+    got = read_all(qos1_publish(b"\xff\xfe", 9, b"x"), [2])
+    assert got.messages == []
+    assert got.undecodable == 1
+    assert bytes(got.acks) == b"\x40\x02\x00\x09"
+
+
+def test_an_oversize_qos1_publish_goes_to_paho_whole_for_its_ack() -> None:
+    big = qos1_publish(b"t", 3, b"x" * 70_000)  # beyond the limit plus the longest topic
+    got = read_all(big + encode_publish("a", b"1", retain=False), [100, 40_000], limit=1000)
+    assert bytes(got.others) == big
+    assert got.messages == [Message("a", b"1", False, 0)]
+    assert not got.acks
 
 
 def test_an_oversize_publish_is_skipped_unbuffered_and_the_stream_goes_on() -> None:
