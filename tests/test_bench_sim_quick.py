@@ -58,3 +58,13 @@ def test_ingest_bench_reports_the_hub_beside_a_bare_subscriber() -> None:
     assert isinstance(rows, list)
     assert {r["consumer"] for r in rows} == {"hub (whole path)", "bare aiomqtt"}
     assert all(r["sustained msg/s (median)"] >= 0 for r in rows)
+
+
+@pytest.mark.mosquitto
+def test_receive_bench_reports_the_link_beside_aiomqtt_at_both_qos() -> None:
+    rows = run_bench("receive")["rows"]
+    assert isinstance(rows, list)
+    assert {(r["qos"], r["subscriber"]) for r in rows} == {
+        (q, s) for q in (0, 1) for s in ("hub link", "bare aiomqtt (paho)")
+    }
+    assert all(r["msg/s"] > 0 for r in rows)
