@@ -17,6 +17,7 @@ from hub.wire import Message
 PUBLISH = 0x30
 PUBLISH_QOS1 = 0x32
 PUBACK = 0x40
+_DECODED = (PUBLISH, PUBLISH_QOS1)  # the first bytes (less DUP and RETAIN) of publishes decoded here
 _TYPE_MASK = 0xF0
 _QOS_MASK = 0x06
 _MAX_REMAINING = 268_435_455  # the largest remaining length four bytes can express (MQTT 3.1.1 §2.2.3)
@@ -121,44 +122,32 @@ class FrameReader:
                     raise MalformedStream("remaining length longer than four bytes")
             stop = i + length
             kind = first & (_TYPE_MASK | _QOS_MASK)
-            if kind == PUBLISH_QOS1 and length <= self._limit:
+            if kind == PUBLISH and length > self._limit:
+                out.oversize.append(length)
+                self._skip = max(stop - end, 0)
+                pos = min(stop, end)
+                continue
+            if kind in _DECODED and length <= self._limit:
                 if stop > end:
                     self._keep(buf[pos:], stop - pos)
                     return
-                if length < 4:
-                    raise MalformedStream("QoS 1 PUBLISH without a topic and packet id")
+                qos = (first & _QOS_MASK) >> 1
+                ident = 2 * qos  # the packet id after the topic (QoS 1 only)
+                if length < 2 + ident:
+                    raise MalformedStream("PUBLISH without a topic" + (" and packet id" if qos else ""))
                 cut = i + 2 + ((buf[i] << 8) | buf[i + 1])
-                if cut + 2 > stop:
+                if cut + ident > stop:
                     raise MalformedStream("PUBLISH topic longer than the packet")
-                # Owed whether or not the topic decodes: an unacknowledged message holds one
-                # of the few the broker sends at once, until the connection ends.
-                out.acks += bytes((PUBACK, 2, buf[cut], buf[cut + 1]))
+                if qos:
+                    # Owed whether or not the topic decodes: an unacknowledged message holds
+                    # one of the few the broker sends at once, until the connection ends.
+                    out.acks += bytes((PUBACK, 2, buf[cut], buf[cut + 1]))
                 try:
                     topic = buf[i + 2 : cut].decode()
                 except UnicodeDecodeError:
                     out.undecodable += 1
                 else:
-                    messages.append(Message(topic, buf[cut + 2 : stop], bool(first & 1), 1))
-            elif kind == PUBLISH:
-                if length > self._limit:
-                    out.oversize.append(length)
-                    self._skip = max(stop - end, 0)
-                    pos = min(stop, end)
-                    continue
-                if stop > end:
-                    self._keep(buf[pos:], stop - pos)
-                    return
-                if length < 2:
-                    raise MalformedStream("PUBLISH without a topic")
-                cut = i + 2 + ((buf[i] << 8) | buf[i + 1])
-                if cut > stop:
-                    raise MalformedStream("PUBLISH topic longer than the packet")
-                try:
-                    topic = buf[i + 2 : cut].decode()
-                except UnicodeDecodeError:
-                    out.undecodable += 1
-                else:
-                    messages.append(Message(topic, buf[cut:stop], bool(first & 1), 0))
+                    messages.append(Message(topic, buf[cut + ident : stop], bool(first & 1), qos))
             else:
                 if stop > end:
                     self._keep(buf[pos:], stop - pos)
