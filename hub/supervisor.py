@@ -143,8 +143,8 @@ class Hub:
         self._placed: dict[str, str] = {}  # device id -> "devices" or "inbox", where it is published
         # Effects waiting for the store (a device is stored before it is shown) and those behind
         # them, kept in order, with the merged values of each state change when it was queued.
-        # The `effects` task carries them out in batches: a burst of discoveries (thousands of
-        # retained ones at start-up) costs one transaction, not one each.
+        # The `effects` task carries them out in rounds of EFFECTS_PER_ROUND: a burst of
+        # discoveries (thousands of retained ones at start-up) costs a transaction a round, not one each.
         self._queue: list[tuple[Effect, dict[str, Value] | None]] = []
         self._queue_waiters: list[_Waiter] = []
         self._queued = asyncio.Event()
