@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import random
-import re
 import ssl
 import zlib
 from collections import deque
@@ -26,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from hub.clock import Clock, RealClock
 from hub.mqttframe import Received
 from hub.mqttsocket import Lane, decode_paho
-from hub.wire import Message
+from hub.wire import Message, filter_matcher
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -194,24 +192,6 @@ def covers(general: str, specific: str) -> bool:
         if level != "+" and (spec[i] == "+" or level != spec[i]):
             return False
     return len(gen) == len(spec)
-
-
-@functools.lru_cache(maxsize=4096)
-def filter_matcher(pattern: str) -> Callable[[str], object]:
-    """A test of topics against a valid filter, as `topic_matches` decides, compiled once per filter.
-
-    Every distinct topic of a large home's start-up is tried against the wildcard filters that
-    may match it: splitting both for each try was a fifth of the hub's start-up.
-    """
-    regex = ""
-    for i, level in enumerate(pattern.split("/")):
-        if level == "#":
-            regex += "(?:/.*)?" if i else ".*"  # `a/#` matches `a` itself too
-            break
-        regex += ("/" if i else "") + ("[^/]*" if level == "+" else re.escape(level))
-    if pattern[:1] in ("+", "#"):
-        regex = r"(?!\$)" + regex  # a wildcard never matches the first level of a `$` topic
-    return re.compile(regex, re.DOTALL).fullmatch
 
 
 def has_wildcard(pattern: str) -> bool:
