@@ -550,3 +550,14 @@ def test_deeply_nested_config_is_refused() -> None:
         a.feed(Message("homeassistant/sensor/a/config", b'{"a":' * 5000 + b"1" + b"}" * 5000), NOW)
     assert exc.value.reason == "too_deep"
     assert a.counters["too_deep"] == 1
+
+
+def test_a_state_or_availability_nested_deeper_than_any_parser_allows_is_no_value_never_an_error() -> None:
+    # State and availability payloads go to templates unguarded by decode_json's depth check:
+    # a bomb there must read as "no JSON", as invalid JSON does, not escape as a RecursionError.
+    a = HomeAssistantAdapter()
+    discover(a, "z2m_bridge_version_sensor")
+    bomb = b"[" * 100_000 + b"]" * 100_000
+    assert state(a, "zigbee2mqtt/bridge/state", bomb) == []
+    (ev,) = state(a, "zigbee2mqtt/bridge/state", '{"state":"online"}')
+    assert isinstance(ev, AvailabilityChanged)

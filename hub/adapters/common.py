@@ -48,7 +48,12 @@ def parse_json(data: bytes | str) -> Any:
         # What orjson refuses, json.loads may still take (NaN, integers beyond 64 bits): the
         # rare payload pays for a second parse, and the hub accepts what it always accepted.
         # Bytes are decoded as UTF-8 and nothing else (json.loads would guess UTF-16 or -32).
-        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        try:
+            return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        except RecursionError:
+            # Nested past both parsers' limits: no JSON to read, as for any other invalid JSON
+            # (decode_json refuses such payloads earlier, but templates parse state text too).
+            raise ValueError("JSON nested too deep to parse") from None
 
 
 def decode_object(payload: bytes) -> dict[str, Any]:
