@@ -182,6 +182,19 @@ async def test_a_newer_database_is_refused_not_touched(tmp_path: Path) -> None:
     assert db.read_bytes() == before
 
 
+async def test_a_database_with_two_schema_revisions_is_refused_not_touched(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    store = Store(f"sqlite:///{db}")
+    store.open()
+    await store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO alembic_version VALUES ('0001')")  # an Alembic branch: not this hub's
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=r"several schema revisions at once \(0001, 0002\)"):
+        Store(f"sqlite:///{db}").open()
+    assert db.read_bytes() == before
+
+
 async def test_interrupted_upgrade_is_refused_and_the_backup_restores_it(tmp_path: Path) -> None:
     data, cfg_dir = tmp_path / "data", tmp_path / "etc"
     data.mkdir()

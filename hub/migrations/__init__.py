@@ -121,7 +121,10 @@ def inspect(conn: Connection, tables: Collection[str]) -> Found:
     if VERSION_TABLE.name in names:
         rows = conn.execute(sa.select(VERSION_TABLE.c.version_num)).scalars().all()
         if len(rows) > 1:  # Alembic's branches: this hub's chain has none
-            raise MigrationRefused(f"the database records several schema revisions at once ({', '.join(rows)})")
+            raise MigrationRefused(
+                f"the database records several schema revisions at once ({', '.join(sorted(rows))}): "
+                "it was changed by another tool or by hand; restore a backup (hub restore FILE)"
+            )
         revision = rows[0] if rows else None
     legacy = None
     if revision is None and "meta" in names:
