@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.trusted import trusted
+from hub.trusted import share_fields_set, trusted
 
 
 class Frozen(BaseModel):
     """Base of every model type: immutable, and strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Share the set of given field names with every model given the same (a home holds thousands)."""
+        share_fields_set(self)
 
 
 class Category(StrEnum):

@@ -34,3 +34,20 @@ def trusted(model: type[M], fields: dict[str, Any], fields_set: set[str]) -> M:
     _set_extra(obj, None)
     _set_private(obj, None)
     return obj
+
+
+# Every set of given field names seen, by value: one set object for all the models built
+# from the same names. Bounded by the models' fields, not by what devices send.
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+
+
+def share_fields_set(model: BaseModel) -> None:
+    """Make a validated model share its set of given field names with the models given the same names.
+
+    Pydantic keeps one such set per model, as large as the model's own field dict: the most of
+    a home's memory after the fields themselves. Frozen models never add to it (see `trusted`).
+    """
+    fields = model.__pydantic_fields_set__
+    shared = _FIELDS_SETS.setdefault(frozenset(fields), fields)
+    if shared is not fields:
+        _set_fields_set(model, shared)
