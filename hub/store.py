@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -10,7 +11,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -214,6 +215,21 @@ class EventItem(NamedTuple):
 # one commit where there would be several (a commit is a quarter of a batch's cost on SQLite).
 _BATCHES_PER_WRITE = 8
 _STATE_KEYS = ("device_id", "ts", "values")
+_EVENT_KEYS = ("ts", "type", "device_id", "payload")
+_DEVICE_KEYS = ("id", "description", "status", "room", "updated_at")
+
+
+class Dumped(NamedTuple):
+    """A value already written as JSON (by pydantic), for a JSON column to store as it is."""
+
+    text: str
+
+
+def _json_serializer(value: Any) -> str:
+    # The engine's serializer for JSON columns, on SQLite and (through psycopg) PostgreSQL alike:
+    # a model dumped by pydantic in one pass is stored as written, not dumped to a dict first
+    # and then serialized again by json.dumps.
+    return value.text if type(value) is Dumped else json.dumps(value)
 
 
 class _RowInsert(NamedTuple):
@@ -225,15 +241,18 @@ class _RowInsert(NamedTuple):
     convert: tuple[Callable[[Any], Any] | None, ...]
 
     @classmethod
-    def of(cls, table: sa.Table, keys: tuple[str, ...], dialect: sa.Dialect) -> _RowInsert:
+    def of(
+        cls, table: sa.Table, keys: tuple[str, ...], dialect: sa.Dialect, statement: sa.Insert | None = None
+    ) -> _RowInsert:
         """Compiled once: Core's per-row parameter handling costs more than the conversions themselves."""
-        compiled = sa.insert(table).compile(dialect=dialect, column_keys=list(keys))
+        insert = sa.insert(table) if statement is None else statement
+        compiled = insert.compile(dialect=dialect, column_keys=list(keys))
         order = tuple(compiled.positiontup or ()) if dialect.positional else keys
         convert = tuple(table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
         return cls(compiled.string, dialect.positional, order, convert)
 
     def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
-        """The rows (in `_STATE_KEYS` order) as the driver takes them."""
+        """The rows (in the order of the keys they were made for) as the driver takes them."""
         convert = self.convert
         done = [tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True)) for row in rows]
         return done if self.positional else [dict(zip(self.keys, row, strict=True)) for row in done]
@@ -422,7 +441,7 @@ class Store:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         if url.get_backend_name() not in _INSERT:
             raise StoreError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True, json_serializer=_json_serializer)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         try:
@@ -435,6 +454,8 @@ class Store:
             raise StoreError(f"cannot open the store at {url.render_as_string()}: {exc}") from exc
         self._engine = engine
         self._state_insert = _RowInsert.of(STATE, _STATE_KEYS, engine.dialect)
+        self._event_insert = _RowInsert.of(EVENT, _EVENT_KEYS, engine.dialect)
+        self._device_insert = _RowInsert.of(DEVICE, _DEVICE_KEYS, engine.dialect, _device_upsert(engine.dialect.name))
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-store-writer")
 
     async def run(self) -> None:
@@ -615,19 +636,9 @@ class Store:
             try:
                 with self.engine.begin() as conn:
                     if batch.events:
-                        conn.execute(
-                            sa.insert(EVENT),
-                            [
-                                {
-                                    "ts": e.ts,
-                                    "type": e.kind,
-                                    "device_id": e.device_id,
-                                    # Dumped here, off the loop; hub events are frozen models.
-                                    "payload": e.event.model_dump(mode="json"),
-                                }
-                                for e in batch.events
-                            ],
-                        )
+                        # Dumped here, off the loop; hub events are frozen models.
+                        rows = [(e.ts, e.kind, e.device_id, Dumped(e.event.model_dump_json())) for e in batch.events]
+                        conn.exec_driver_sql(self._event_insert.sql, self._event_insert.rows(rows))
                     if batch.states:
                         insert = self._state_insert
                         conn.exec_driver_sql(insert.sql, insert.rows(batch.states))
@@ -733,14 +744,14 @@ class Store:
         """
         saved, gone = list(devices), sorted(forget)
         now = self.clock.now()
-        upsert = _device_upsert(self.engine.dialect.name)
+        upsert = self._device_insert
 
         def work(conn: Connection) -> None:
             for i in range(0, len(gone), _IDS_PER_DELETE):
                 conn.execute(sa.delete(DEVICE).where(DEVICE.c.id.in_(gone[i : i + _IDS_PER_DELETE])))
             if saved:
                 # Dumped here, on the writer thread, rather than on the event loop.
-                conn.execute(upsert, [_device_row(d, now) for d in saved])
+                conn.exec_driver_sql(upsert.sql, upsert.rows([_device_row(d, now) for d in saved]))
 
         names = ", ".join([d.id for d in saved[:3]] + [f"-{i}" for i in gone[:3]])
         more = len(saved) + len(gone) - min(len(saved), 3) - min(len(gone), 3)
@@ -908,24 +919,16 @@ def create_current(conn: Connection) -> None:
 _IDS_PER_DELETE = 500  # well under SQLite's limit on bound parameters
 
 
-def _device_upsert(dialect: str) -> Any:
-    """Insert or update device rows whose description comes as JSON text (see _device_row)."""
-    text = sa.bindparam("description", type_=sa.Text())
-    description = sa.cast(text, DEVICE.c.description.type) if dialect == "postgresql" else text
-    stmt = _INSERT[dialect](DEVICE).values(description=description)
-    updated = {k: stmt.excluded[k] for k in ("description", "status", "room", "updated_at")}
-    return stmt.on_conflict_do_update(index_elements=[DEVICE.c.id], set_=updated)
+def _device_upsert(dialect: str) -> sa.Insert:
+    """Insert or update device rows (their description comes dumped by pydantic, see _device_row)."""
+    stmt = _INSERT[dialect](DEVICE)
+    updated = {k: stmt.excluded[k] for k in _DEVICE_KEYS[1:]}
+    return cast("sa.Insert", stmt.on_conflict_do_update(index_elements=[DEVICE.c.id], set_=updated))
 
 
-def _device_row(device: Device, now: datetime) -> dict[str, Any]:
+def _device_row(device: Device, now: datetime) -> tuple[Any, ...]:
     # pydantic's own JSON, several times faster than a dict that the JSON column then dumps.
-    return {
-        "id": device.id,
-        "description": device.model_dump_json(),
-        "status": device.status.value,
-        "room": device.room,
-        "updated_at": now,
-    }
+    return (device.id, Dumped(device.model_dump_json()), device.status.value, device.room, now)
 
 
 def _delete_where(table: sa.Table, where: ColumnElement[bool]) -> Callable[[Connection], None]:

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.clock import SimClock
-from hub.model import Device, PointEvent, Protocol, StateChanged, Status
-from hub.store import ALERT, STATE, Store, StoreError
+from hub.model import Device, DeviceDiscovered, PointEvent, Protocol, StateChanged, Status
+from hub.store import ALERT, EVENT, STATE, Store, StoreError
 from tests.hubctl import until
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -101,6 +101,33 @@ async def test_batch_by_time(db_url: str) -> None:
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner
+        await s.close()
+
+
+async def test_events_are_stored_as_json_objects_with_their_columns(db_url: str) -> None:
+    # Events reach the database as pydantic wrote them, past the JSON column's own dumping:
+    # they must still read back as objects (not as a string of JSON), on both databases.
+    s = Store(db_url, batch_size=1000, batch_seconds=3600)
+    s.open()
+    found = Device(id="z2m-0x1", name="Hall sensor", protocol=Protocol.Z2M, identifiers={"ieee": "0x1"})
+    events = [
+        DeviceDiscovered(ts=T0, device=found),
+        StateChanged(ts=T0 + timedelta(seconds=1), device_id="z2m-0x1", values={"temperature": 21.5, "on": True}),
+        PointEvent(ts=T0 + timedelta(seconds=2), device_id="z2m-b", key="action", value="single"),
+    ]
+    for event in events:
+        s.record_event(event)
+    try:
+        await s.flush()
+        with s.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(EVENT.c.ts, EVENT.c.type, EVENT.c.device_id, EVENT.c.payload).order_by(EVENT.c.ts)
+            ).all()
+        assert [(r.ts, r.type, r.device_id, r.payload) for r in rows] == [
+            (e.ts, e.type, i, e.model_dump(mode="json"))
+            for e, i in zip(events, ["z2m-0x1", "z2m-0x1", "z2m-b"], strict=True)
+        ]
+    finally:
         await s.close()
 
 
