@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from hub.adapters.base import Rejected
 from hub.adapters.common import decode_json
 from hub.adapters.homeassistant import HomeAssistantAdapter
-from hub.model import Device, DeviceDiscovered, Event, Kind, Point, StateChanged
+from hub.model import Device, DeviceDiscovered, Event, Kind, Point, Protocol, StateChanged
 from hub.trusted import trusted
 from hub.wire import Message
 from tests import captures
@@ -98,6 +99,46 @@ def test_trusted_copies_like_a_validated_model() -> None:
     assert p.options == ("x",)
     assert p.model_fields_set == {"key", "kind"}  # the copy's update did not reach the original
     assert q.model_fields_set == shared == {"key", "kind"}  # nor the other models built from the same set
+
+
+def test_validated_models_given_the_same_fields_share_one_set_of_their_names() -> None:
+    # A home holds thousands of models; pydantic's set of given names per model cost as much as
+    # the model's own fields. Shared, it must still behave as each model's own.
+    a = Device(id="z2m-1", name="One", protocol=Protocol.Z2M, identifiers={"ieee": "0x1"})
+    b = Device(id="z2m-2", name="Two", protocol=Protocol.Z2M, identifiers={"ieee": "0x2"})
+    c = Device(id="z2m-3", name="Three", protocol=Protocol.Z2M)
+    assert a.__pydantic_fields_set__ is b.__pydantic_fields_set__
+    assert c.model_fields_set == {"id", "name", "protocol"}
+    renamed = a.model_copy(update={"room": "hall"})
+    assert renamed.model_fields_set == {"id", "name", "protocol", "identifiers", "room"}
+    assert a.model_fields_set == b.model_fields_set == {"id", "name", "protocol", "identifiers"}
+    assert b.model_dump(exclude_unset=True) == {
+        "id": "z2m-2",
+        "name": "Two",
+        "protocol": Protocol.Z2M,
+        "identifiers": {"ieee": "0x2"},
+    }
+
+
+def test_a_long_payload_parses_as_json_loads_parses_it_without_a_whole_document_tree() -> None:
+    # A big home's bridge/devices runs to megabytes; orjson's tree of it took 15 times its size.
+    entries = [
+        {"ieee_address": f"0x{n:016x}", "exposes": [{"name": "temperature", "unit": "°C"}] * 3} for n in range(8000)
+    ]
+    payload = json.dumps(entries).encode()
+    assert len(payload) > 1_000_000
+    tracemalloc.start()
+    try:
+        parsed = decode_json(payload)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert parsed == entries
+    # Beyond the result itself, little more than the payload's text (orjson: twice the result).
+    assert peak - kept < 2 * len(payload), f"parsing {len(payload)} bytes into {kept} peaked at {peak} bytes"
+    with pytest.raises(Rejected) as refused:
+        decode_json(payload[:-1])
+    assert refused.value.reason == "invalid_json"
 
 
 @settings(max_examples=300, deadline=None)
