@@ -69,6 +69,8 @@ class DeviceRecord:
     """The registry's mutable view of one device: its description, merged values and sources."""
 
     device: Device
+    # Replaced on every change, never changed in place: the effects and history rows made from
+    # it share it rather than each holding a copy (a burst of states queues thousands).
     values: dict[str, Value] = field(default_factory=dict)
     ts: datetime | None = None
     # Which device id (itself or an alias seen through another path) owns each point, so
@@ -192,7 +194,7 @@ class Registry:
         for dev_id, (ts, values) in states.items():
             rec = self.get(dev_id)
             if rec is not None:
-                rec.values.update(values)
+                rec.values = {**rec.values, **values}
                 rec.ts = ts
 
     def placeholders(self) -> list[Effect]:
@@ -416,7 +418,7 @@ class Registry:
         rec.values = merged
         rec.ts = event.ts
         effects: list[Effect] = self._touch(rec, event.ts)
-        effects.append(PublishState(rec.device.id, rec.ts, dict(rec.values), rec.device.availability))
+        effects.append(PublishState(rec.device.id, rec.ts, rec.values, rec.device.availability))
         if changed:
             effects.append(Forward(state_changed(event.ts, rec.device.id, changed)))
         return effects
@@ -455,7 +457,7 @@ class Registry:
             return []
         return [
             PublishDevice(rec.device),
-            PublishState(rec.device.id, rec.ts, dict(rec.values), new),
+            PublishState(rec.device.id, rec.ts, rec.values, new),
             Forward(AvailabilityChanged(ts=event.ts, device_id=rec.device.id, availability=new)),
         ]
 
@@ -520,7 +522,7 @@ class Registry:
             return [Unpublish(dev_id)]
         return [
             PublishDevice(rec.device),
-            PublishState(dev_id, rec.ts, dict(rec.values), rec.device.availability),
+            PublishState(dev_id, rec.ts, rec.values, rec.device.availability),
             Forward(DeviceAdopted(ts=ts, device=rec.device)),
         ]
 

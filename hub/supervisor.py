@@ -265,7 +265,7 @@ class Hub:
             effects.append(PublishDevice(dev))
             rec = self.registry.get(dev.id)
             if rec is not None and rec.values:
-                effects.append(PublishState(dev.id, rec.ts, dict(rec.values), dev.availability))
+                effects.append(PublishState(dev.id, rec.ts, rec.values, dev.availability))
         await self._carry_out(effects)
         self.ready.set()
         log.info("hub ready: %d devices, topic root %s", len(self.registry.records), self.topics.root)
@@ -448,7 +448,7 @@ class Hub:
         # History rows hold the merged state as of the change, not as of when the row is written.
         if isinstance(effect, Forward) and isinstance(effect.event, StateChanged):
             rec = self.registry.get(effect.event.device_id)
-            return dict(rec.values) if rec else effect.event.values
+            return rec.values if rec else effect.event.values
         return None
 
     async def _effects(self) -> None:
@@ -550,7 +550,7 @@ class Hub:
             # History rows hold the merged state, so that the last row restores a device whole.
             if merged is None:
                 rec = self.registry.get(event.device_id)
-                merged = dict(rec.values) if rec else event.values
+                merged = rec.values if rec else event.values
             self.store.record_state(event.device_id, merged, event.ts)
         else:
             self.store.record_event(event)

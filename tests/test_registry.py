@@ -111,6 +111,19 @@ def test_partial_updates_merge_and_only_changes_are_forwarded() -> None:
     assert [f.values for f in forwarded if isinstance(f, StateChanged)] == [{"power": 120.0}]
 
 
+def test_published_states_keep_the_values_of_their_moment() -> None:
+    # Effects share the record's values rather than copying them, so a later report (or a
+    # restored state) must replace the record's dict, never change it in place.
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    first = reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"switch": True, "power": 5.0}))
+    reg.seed([], {f"z2m-{IEEE}": (T0, {"switch": False})})
+    second = reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"power": 120.0}))
+    reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"power": 7.0}))
+    published = [e.values for e in [*first, *second] if isinstance(e, PublishState)]
+    assert published == [{"switch": True, "power": 5.0}, {"switch": False, "power": 120.0}]
+
+
 def test_composite_values_merge_key_by_key() -> None:
     reg = Registry(auto_adopt=True)
     light = Device(id="z2m-0x1", name="Lamp", protocol=Protocol.Z2M, points=(Point(key="light", kind=Kind.LIGHT),))
