@@ -9,7 +9,7 @@ import random
 import ssl
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -360,7 +360,8 @@ class _LaneClient(aiomqtt.Client):
 class Link:
     """One long-lived broker connection: reconnects forever, resubscribes, republishes retained state, routes.
 
-    On every connection, in order: the subscriptions, the remembered retained state, the
+    On every connection, in order: the subscriptions, the remembered retained state and what
+    `republish` gives (retained state its owner keeps, such as device descriptions), the
     birth payload (retained, on will_topic: "online" means listening), the queued
     publishes, then the `on_connect` hook; messages are read once the hook returns, so it must not wait for any.
     Handlers run one message at a time in arrival order; a coroutine handler holds up the
@@ -376,8 +377,10 @@ class Link:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         on_drop: Callable[[str], None] | None = None,
+        republish: Callable[[], Iterable[tuple[str, bytes]]] | None = None,
     ) -> None:
         self.settings = settings
+        self._republish = republish
         self.stats = LinkStats()
         self._on_drop = on_drop  # told the reason of every message refused before any handler
         self._on_connect = on_connect
@@ -498,6 +501,8 @@ class Link:
         log.debug("MQTT: %d filters subscribed", len(self._subscribed))
         for topic, (data, qos, packed) in list(self._retained.items()):
             await self._put(client, Message(topic, zlib.decompress(data) if packed else data, True, qos))
+        for topic, payload in self._republish() if self._republish is not None else ():
+            await self._put(client, Message(topic, payload, True, 0))
         # "online" only once we listen and our retained state is back: whoever waits for it
         # (a TUI, a device bridge, a test) may then talk to the hub without losing a word.
         if s.will_topic and s.birth_payload is not None:
@@ -738,6 +743,10 @@ class Link:
         """`set_retained` at QoS 0, as a plain call."""
         self._retained[topic] = _kept(payload, 0)
         # Not queued when down: the next connection republishes everything remembered.
+        self._write(topic, payload, True)
+
+    def show(self, topic: str, payload: bytes) -> None:
+        """Publish retained at QoS 0 now, if connected, without remembering it: for what `republish` gives."""
         self._write(topic, payload, True)
 
     async def send(self, msg: Message) -> None:

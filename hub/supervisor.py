@@ -9,7 +9,7 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -140,7 +140,9 @@ class Hub:
         self._handlers: dict[str, Callable[[Message], None]] = {}
         self._subscribed: dict[str, set[str]] = {}
         self._resubscribe: set[str] = set()  # adapters that discovered devices this turn of the loop
-        self._placed: dict[str, str] = {}  # device id -> "devices" or "inbox", where it is published
+        # Each device's description as last shown (so stored), under devices/ or inbox/ by its
+        # status: republished from here on every connection rather than kept in the link as bytes.
+        self._shown: dict[str, Device] = {}
         # Effects waiting for the store (a device is stored before it is shown) and those behind
         # them, kept in order, with the merged values of each state change when it was queued.
         # The `effects` task carries them out in rounds of EFFECTS_PER_ROUND: a burst of
@@ -202,7 +204,10 @@ class Hub:
         self.mode = await self.rules.restore()
         await self.activity.restore(self.store, list(self.registry.records))
         self.link = link = Link(
-            self._link_settings(), clock=self.clock, on_drop=lambda reason: self.counters.update([f"dropped.{reason}"])
+            self._link_settings(),
+            clock=self.clock,
+            on_drop=lambda reason: self.counters.update([f"dropped.{reason}"]),
+            republish=self._descriptions,
         )
         for adapter in self.adapters.values():
             self._handlers[adapter.name] = self._adapter_handler(adapter)
@@ -515,7 +520,7 @@ class Hub:
                             self.topics.device_state(dev_id),
                         ):
                             await link.clear_retained(topic)
-                        self._placed.pop(dev_id, None)
+                        self._shown.pop(dev_id, None)
                     case _:
                         self._now(link, effect, merged)
             except Exception:
@@ -535,15 +540,24 @@ class Hub:
                 self._forward(link, event, merged)
 
     async def _publish_device(self, link: Link, dev: Device) -> None:
-        where = "devices" if dev.status is Status.ADOPTED else "inbox"
-        topic = self.topics.device(dev.id) if where == "devices" else self.topics.inbox(dev.id)
-        link.keep(topic, device_payload(dev))
-        if self._placed.get(dev.id) != where:
+        topic, other = self._places(dev)
+        link.show(topic, device_payload(dev))
+        before = self._shown.get(dev.id)
+        self._shown[dev.id] = dev
+        if before is None or self._places(before)[0] != topic:
             # Moved between inbox and devices (or first publish of this run, when a retained
             # copy from an earlier run may sit in the other place): clear the other one.
-            other = self.topics.inbox(dev.id) if where == "devices" else self.topics.device(dev.id)
             await link.clear_retained(other)
-            self._placed[dev.id] = where
+
+    def _places(self, dev: Device) -> tuple[str, str]:
+        # Where a device's description goes by its status, and the place it must then leave.
+        devices, inbox = self.topics.device(dev.id), self.topics.inbox(dev.id)
+        return (devices, inbox) if dev.status is Status.ADOPTED else (inbox, devices)
+
+    def _descriptions(self) -> Iterator[tuple[str, bytes]]:
+        """The retained device descriptions, as last shown: the link republishes them on every connection."""
+        for dev in list(self._shown.values()):
+            yield self._places(dev)[0], device_payload(dev)
 
     def _forward(self, link: Link, event: Event, merged: dict[str, Value] | None = None) -> None:
         if isinstance(event, StateChanged):

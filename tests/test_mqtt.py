@@ -266,6 +266,44 @@ async def test_survives_a_broker_restart(own_mosquitto: Mosquitto) -> None:
         assert await retained(own_mosquitto.port, f"{p}/#") == {f"{p}/state": b"v1", f"{p}/status": b"online"}
 
 
+async def test_what_the_owner_keeps_is_republished_on_every_connection_as_it_is_then(own_mosquitto: Mosquitto) -> None:
+    # Device descriptions are kept by the hub, not as bytes in the link: `show` publishes one
+    # now, and `republish` gives them all, as they are at that moment, to each new connection.
+    own_mosquitto.start()
+    p = prefix()
+    kept = {f"{p}/devices/a": b"A1"}
+    asked: asyncio.Queue[None] = asyncio.Queue()
+
+    def republish() -> list[tuple[str, bytes]]:
+        asked.put_nowait(None)
+        return list(kept.items())
+
+    link = Link(fast(own_mosquitto.url, will_topic=f"{p}/status", birth_payload=b"online"), republish=republish)
+    async with running(link):
+        await asyncio.wait_for(asked.get(), WAIT)
+        await link.wait_connected(WAIT)
+        kept[f"{p}/devices/b"] = b"B1"
+        link.show(f"{p}/devices/b", b"B1")
+        assert dict(link.retained) == {}  # shown, not remembered
+        await link.set_retained(f"{p}/flush", b"x", qos=1)  # acknowledged after the QoS 0 one before it
+        assert await retained(own_mosquitto.port, f"{p}/devices/#") == {
+            f"{p}/devices/a": b"A1",
+            f"{p}/devices/b": b"B1",
+        }
+
+        kept[f"{p}/devices/a"] = b"A2"
+        own_mosquitto.stop()  # persistence false: the broker forgets every retained message
+        own_mosquitto.start()
+        await asyncio.wait_for(asked.get(), WAIT)
+        await link.wait_connected(WAIT)
+        assert await retained(own_mosquitto.port, f"{p}/#") == {
+            f"{p}/devices/a": b"A2",
+            f"{p}/devices/b": b"B1",
+            f"{p}/flush": b"x",
+            f"{p}/status": b"online",
+        }
+
+
 async def test_wrong_password_is_reported_and_retried(own_mosquitto: Mosquitto) -> None:
     own_mosquitto.passwords = {"hub": "right"}
     own_mosquitto.start()
