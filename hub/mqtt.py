@@ -7,7 +7,6 @@ import itertools
 import logging
 import random
 import ssl
-import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -403,10 +402,9 @@ class Link:
         self._changed: set[str] = set()  # entries of _wanted changed since the last sync
         self._full = True
         self._route_cache: dict[str, tuple[Handler, ...]] = {}
-        # Retained state to republish on every connection, by topic: (payload, qos, whether
-        # the payload is kept zlib-packed). Device descriptions are long and alike, and a large
-        # home holds one per device: packed, they take a third of the memory.
-        self._retained: dict[str, tuple[bytes, int, bool]] = {}
+        # Retained state to republish on every connection, by topic: (payload, qos). Device
+        # descriptions, the long and many ones, come from the `republish` hook instead.
+        self._retained: dict[str, tuple[bytes, int]] = {}
         self._pending: deque[Message] = deque()
         self._client: _LaneClient | None = None
         self._live = asyncio.Event()  # connected, subscribed, retained state and queue flushed
@@ -499,8 +497,8 @@ class Link:
         )
         await self._sync_subscriptions()
         log.debug("MQTT: %d filters subscribed", len(self._subscribed))
-        for topic, (data, qos, packed) in list(self._retained.items()):
-            await self._put(client, Message(topic, zlib.decompress(data) if packed else data, True, qos))
+        for topic, (data, qos) in list(self._retained.items()):
+            await self._put(client, Message(topic, data, True, qos))
         for topic, payload in self._republish() if self._republish is not None else ():
             await self._put(client, Message(topic, payload, True, 0))
         # "online" only once we listen and our retained state is back: whoever waits for it
@@ -741,7 +739,7 @@ class Link:
 
     def keep(self, topic: str, payload: bytes) -> None:
         """`set_retained` at QoS 0, as a plain call."""
-        self._retained[topic] = _kept(payload, 0)
+        self._retained[topic] = (payload, 0)
         # Not queued when down: the next connection republishes everything remembered.
         self._write(topic, payload, True)
 
@@ -758,7 +756,7 @@ class Link:
         if qos == 0:
             self.keep(topic, payload)
             return
-        self._retained[topic] = _kept(payload, qos)
+        self._retained[topic] = (payload, qos)
         await self._send(Message(topic, payload, True, qos), queue=False)
 
     async def clear_retained(self, topic: str, *, qos: int = 0) -> None:
@@ -769,7 +767,7 @@ class Link:
     @property
     def retained(self) -> Mapping[str, bytes]:
         """The retained state this link republishes on every connection."""
-        return {t: zlib.decompress(d) if packed else d for t, (d, _, packed) in self._retained.items()}
+        return {t: d for t, (d, _) in self._retained.items()}
 
     async def _send(self, msg: Message, *, queue: bool) -> None:
         client = self._client
@@ -831,18 +829,6 @@ class Link:
                 msg.topic,
                 self.stats.dropped_queue_full,
             )
-
-
-# Retained payloads at least this long are kept packed; shorter ones (a state, a mode) gain
-# too little to be worth the few microseconds.
-_PACK_FROM = 512
-
-
-def _kept(payload: bytes, qos: int) -> tuple[bytes, int, bool]:
-    """How the link remembers a retained payload: zlib-packed (fastest level) when it is long."""
-    if len(payload) >= _PACK_FROM:
-        return zlib.compress(payload, 1), qos, True
-    return payload, qos, False
 
 
 async def _acked(awaitable: Awaitable[T]) -> T:

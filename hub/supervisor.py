@@ -471,8 +471,8 @@ class Hub:
             partly = [w for w in self._queue_waiters if w.shift(len(batch))]
             self._storing = True
             try:
-                error = await self._store(batch)
-                await self._show(batch, stored=error is None)
+                error, saved = await self._store(batch)
+                await self._show(batch, stored=error is None, saved=saved)
             finally:
                 self._storing = False
             for waiter in partly:
@@ -480,8 +480,11 @@ class Hub:
             for waiter in finishing:
                 waiter.tell(error)
 
-    async def _store(self, batch: list[tuple[Effect, dict[str, Value] | None]]) -> StoreError | None:
-        # The last word on each device in the batch: saved as shown, or forgotten.
+    async def _store(
+        self, batch: list[tuple[Effect, dict[str, Value] | None]]
+    ) -> tuple[StoreError | None, dict[str, tuple[Device, str]]]:
+        # The last word on each device in the batch: saved as shown, or forgotten. Returned with
+        # each saved device's JSON, which is its description on the hub API too.
         final: dict[str, Device | None] = {}
         for effect, _ in batch:
             match effect:
@@ -493,26 +496,34 @@ class Hub:
                     # Ignored, not gone: kept, as the decision must survive a restart.
                     final[dev_id] = kept.device if kept is not None and kept.device.id == dev_id else None
         if not final:
-            return None
+            return None, {}
+        saving = [d for d in final.values() if d is not None]
         try:
-            await self.store.save_devices(
-                [d for d in final.values() if d is not None], [i for i, d in final.items() if d is None]
-            )
+            texts = await self.store.save_devices(saving, [i for i, d in final.items() if d is None])
         except Exception as exc:  # StoreError, or the writer thread gone under us
             # Not shown, so that nothing a caregiver sees is lost in a crash; the next discovery retries.
             self.counters["devices_not_stored"] += len(final)
             log.error("%d device descriptions could not be stored, not shown: %s", len(final), exc)
-            return exc if isinstance(exc, StoreError) else StoreError(f"{type(exc).__name__}: {exc}")
-        return None
+            return (exc if isinstance(exc, StoreError) else StoreError(f"{type(exc).__name__}: {exc}")), {}
+        return None, {d.id: (d, text) for d, text in zip(saving, texts, strict=True)}
 
-    async def _show(self, batch: list[tuple[Effect, dict[str, Value] | None]], *, stored: bool) -> None:
+    async def _show(
+        self,
+        batch: list[tuple[Effect, dict[str, Value] | None]],
+        *,
+        stored: bool,
+        saved: dict[str, tuple[Device, str]],
+    ) -> None:
         link = self._link()
         for effect, merged in batch:
             try:
                 match effect:
                     case PublishDevice(device=dev):
                         if stored:
-                            await self._publish_device(link, dev)
+                            text = saved.get(dev.id)
+                            # An earlier version in the same round was not the one saved: dumped anew.
+                            payload = text[1].encode() if text is not None and text[0] is dev else device_payload(dev)
+                            await self._publish_device(link, dev, payload)
                     case Unpublish(device_id=dev_id):
                         for topic in (
                             self.topics.device(dev_id),
@@ -539,9 +550,9 @@ class Hub:
             case Forward(event=event):
                 self._forward(link, event, merged)
 
-    async def _publish_device(self, link: Link, dev: Device) -> None:
+    async def _publish_device(self, link: Link, dev: Device, payload: bytes) -> None:
         topic, other = self._places(dev)
-        link.show(topic, device_payload(dev))
+        link.show(topic, payload)
         before = self._shown.get(dev.id)
         self._shown[dev.id] = dev
         if before is None or self._places(before)[0] != topic:

@@ -293,6 +293,25 @@ async def test_each_caller_is_told_once_its_own_effects_are_stored_across_rounds
     assert early == [set(), set(), set()]
 
 
+async def test_a_device_is_published_as_it_was_saved_and_an_unsaved_earlier_version_as_itself(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # The hub publishes the JSON the store wrote rather than dumping the device again; a device
+    # described twice in one round is saved once (its last version) and shown twice, in order.
+    config = make_config(config_text(mosquitto.url), tmp_path)
+    root = f"hub/{config.home.id}"
+    first = Device(id="config-lamp", name="Lamp", protocol=Protocol.CONFIG)
+    second = first.model_copy(update={"name": "Hall lamp", "room": "hallway"})
+    async with running_hub(config, tmp_path / "data") as hub:
+        async with watching("127.0.0.1", mosquitto.port, f"{root}/inbox/config-lamp") as w:
+            await hub._carry_out([PublishDevice(first), PublishDevice(second)])
+            await w.wait_for(f"{root}/inbox/config-lamp", lambda d: d["name"] == "Hall lamp")
+            assert [json.loads(m.payload)["name"] for m in w.seen] == ["Lamp", "Hall lamp"]
+        with hub.store.engine.connect() as conn:
+            row = conn.exec_driver_sql("SELECT description FROM device WHERE id = 'config-lamp'").one()
+        assert json.loads(row[0]) == json.loads(second.model_dump_json()) == second.model_dump(mode="json")
+
+
 def test_a_caller_whose_effects_straddle_rounds_hears_of_a_failed_earlier_round() -> None:
     loop = asyncio.new_event_loop()
     try:
