@@ -73,9 +73,18 @@ class DeviceRecord:
     # it share it rather than each holding a copy (a burst of states queues thousands).
     values: dict[str, Value] = field(default_factory=dict)
     ts: datetime | None = None
-    # Which device id (itself or an alias seen through another path) owns each point, so
-    # that a command is encoded by the adapter that can actually reach the point.
+    # Which device id owns each point, so that a command is encoded by the adapter that can
+    # actually reach it: the points of the primary path belong to `source`, and `owners` names
+    # only those another path (an alias) adds. Most devices have one path, and no such dict.
+    source: str = ""
     owners: dict[str, str] = field(default_factory=dict)
+
+    def owner(self, key: str, default: str) -> str:
+        """The id of the path that owns a point; `default` for a key no path describes."""
+        other = self.owners.get(key)
+        if other is not None:
+            return other
+        return self.source if self.source and self.device.point(key) is not None else default
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +272,8 @@ class Registry:
             key=lambda d: (PATH_PRIORITY[d.protocol], d.id != canonical, self._arrival[d.id]),
         )
         primary = self.sources.get(canonical, paths[0])
-        owners = {p.key: primary.id for p in primary.points}
+        owners: dict[str, str] = {}
+        taken = {p.key for p in primary.points}
         points = list(primary.points)
         kinds = {p.kind for p in points if p.kind is not _OTHER}
         # The primary's own dict when no other path adds to it: models are never changed in place.
@@ -274,8 +284,9 @@ class Registry:
             identifiers = {**other.identifiers, **identifiers}
             for p in other.points:
                 # A copy's point is a duplicate when the native path already has its kind.
-                if p.key in owners or (p.kind is not _OTHER and p.kind in kinds):
+                if p.key in taken or (p.kind is not _OTHER and p.kind in kinds):
                     continue
+                taken.add(p.key)
                 owners[p.key] = other.id
                 points.append(p)
         rec = self.records.get(canonical)
@@ -296,6 +307,7 @@ class Registry:
         elif not _alike(rec.device, merged):
             self._changed(canonical)
         rec.device = merged
+        rec.source = primary.id
         rec.owners = owners
         self._hold(canonical, identifiers)
         return rec
@@ -410,7 +422,10 @@ class Registry:
             return []
         if rec.device.status is Status.IGNORED:
             return []
-        values = {k: v for k, v in event.values.items() if rec.owners.get(k, event.device_id) == event.device_id}
+        if event.device_id == rec.source and not rec.owners:
+            values = event.values  # the only path: it owns every point it reports
+        else:
+            values = {k: v for k, v in event.values.items() if rec.owner(k, event.device_id) == event.device_id}
         if not values:
             return []
         changed = {k: v for k, v in values.items() if rec.values.get(k, _MISSING) != v}
@@ -570,7 +585,7 @@ class Registry:
             if not point.writable:
                 raise CommandRefused(f"point '{key}' of '{dev.id}' is read-only")
             _check_value(point, value)
-            by_owner.setdefault(rec.owners.get(key, dev.id), {})[key] = value
+            by_owner.setdefault(rec.owner(key, dev.id), {})[key] = value
         return [Route(self.sources.get(owner, dev), vals) for owner, vals in by_owner.items()]
 
 

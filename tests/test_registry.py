@@ -186,6 +186,24 @@ def test_route_splits_by_owning_path() -> None:
     }
 
 
+def test_each_path_reports_only_the_points_it_owns() -> None:
+    # The native path owns its points; the copy owns what only it adds (a duplicate kind under
+    # another name is dropped, so its reports are its own); keys no path describes pass.
+    copy = ha_copy().model_copy(update={"points": (*ha_copy().points, Point(key="led", kind=Kind.LIGHT))})
+    reg = Registry(auto_adopt=True)
+    reg.apply(discovered(z2m_plug()))
+    reg.apply(discovered(copy))
+    reg.apply(StateChanged(ts=T0, device_id=f"z2m-{IEEE}", values={"switch": True, "led": {"on": True}, "x": 1}))
+    reg.apply(
+        StateChanged(
+            ts=T0, device_id=copy.id, values={"switch": False, "led": {"on": False}, "plug_switch": True, "y": 2}
+        )
+    )
+    rec = reg.get(f"z2m-{IEEE}")
+    assert rec is not None
+    assert rec.values == {"switch": True, "x": 1, "led": {"on": False}, "plug_switch": True, "y": 2}
+
+
 def test_ignored_device_is_unpublished_and_its_state_dropped() -> None:
     reg = Registry()
     reg.apply(discovered(z2m_plug()))
