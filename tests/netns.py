@@ -9,9 +9,11 @@ import contextlib
 import ctypes
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +166,7 @@ def avahi_publishing(pair: Pair, work: Path, *service: str) -> Iterator[subproce
         stderr=subprocess.STDOUT,
     )
     try:
+        _wait_established(proc, timeout=30)
         yield proc
     finally:
         if proc.poll() is None:
@@ -172,6 +175,22 @@ def avahi_publishing(pair: Pair, work: Path, *service: str) -> Iterator[subproce
         if proc.stdout:
             proc.stdout.close()
         _kill_pids(pair.a)
+
+
+def _wait_established(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    # avahi probes the name before it announces the service (a second or more on a busy box):
+    # a browser started before then may close before the announcement comes.
+    assert proc.stdout is not None
+    said = b""
+    deadline = time.monotonic() + timeout
+    while b"Established under name" not in said:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            raise RuntimeError(f"avahi-publish not established in {timeout} s: {said.decode(errors='replace')}")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"avahi-publish ended: {said.decode(errors='replace')}")
+        said += line
 
 
 @contextlib.contextmanager
