@@ -7,6 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub.mqtt import WildcardIndex, covers
 from hub.wire import filter_matcher, topic_matches
 
 
@@ -63,3 +64,17 @@ def test_random_filters_and_topics_agree(filter_levels: list[str], multi: bool, 
     f = "/".join([*filter_levels, "#"] if multi else filter_levels)
     t = "/".join(topic_levels)
     assert bool(filter_matcher(f)(t)) == topic_matches(f, t) == spec_matches(f, t)
+
+
+def test_the_wildcard_index_misses_no_filter_that_matches_or_covers() -> None:
+    # Candidates may include filters that do not match; never leave out one that does.
+    filters = [f for f in _filters() if {"+", "#"} & set(f.split("/"))]
+    index: WildcardIndex[None] = WildcardIndex()
+    for f in filters:
+        index.add(f, None)
+    for t in _topics():
+        offered = {f for f, _ in index.candidates(t)}
+        assert {f for f in filters if spec_matches(f, t)} <= offered, t
+    for name in _filters():
+        offered = {f for f, _ in index.candidates(name)}
+        assert {f for f in filters if covers(f, name)} <= offered, name
