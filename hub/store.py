@@ -209,6 +209,7 @@ class EventItem(NamedTuple):
     kind: str
     device_id: str | None
     event: BaseModel
+    text: str | None = None  # the event as pydantic dumps it, when the caller had it already
 
 
 # Under load more than a batch waits: one transaction then takes up to this many batches,
@@ -517,15 +518,19 @@ class Store:
         self._states.append((device_id, ts, dict(values)))
         self._buffered_one()
 
-    def record_event(self, event: BaseModel) -> None:
-        """Buffer a typed event (a hub.model event or any model with `type` and aware `ts`)."""
+    def record_event(self, event: BaseModel, text: str | None = None) -> None:
+        """Buffer a typed event (a hub.model event or any model with `type` and aware `ts`).
+
+        `text` is the event's `model_dump_json()` when the caller has it already (the hub
+        publishes every event): it is stored as it is, not dumped again.
+        """
         item = event_item(event)
         if isinstance(item, str):
             self._reject("event", item)
             return
         if self._refused():
             return
-        self._events.append(item)
+        self._events.append(item if text is None else item._replace(text=text))
         self._buffered_one()
 
     @property
@@ -637,7 +642,10 @@ class Store:
                 with self.engine.begin() as conn:
                     if batch.events:
                         # Dumped here, off the loop; hub events are frozen models.
-                        rows = [(e.ts, e.kind, e.device_id, Dumped(e.event.model_dump_json())) for e in batch.events]
+                        rows = [
+                            (e.ts, e.kind, e.device_id, Dumped(e.event.model_dump_json() if e.text is None else e.text))
+                            for e in batch.events
+                        ]
                         conn.exec_driver_sql(self._event_insert.sql, self._event_insert.rows(rows))
                     if batch.states:
                         insert = self._state_insert

@@ -571,6 +571,7 @@ class Hub:
             yield self._places(dev)[0], device_payload(dev)
 
     def _forward(self, link: Link, event: Event, merged: dict[str, Value] | None = None) -> None:
+        payload = event_json(event)
         if isinstance(event, StateChanged):
             # History rows hold the merged state, so that the last row restores a device whole.
             if merged is None:
@@ -578,8 +579,8 @@ class Hub:
                 merged = rec.values if rec else event.values
             self.store.record_state(event.device_id, merged, event.ts)
         else:
-            self.store.record_event(event)
-        link.post(self.topics.events, event_json(event))
+            self.store.record_event(event, payload.decode())  # logged as published, not dumped again
+        link.post(self.topics.events, payload)
         for listener in self.listeners:
             listener(event)
 
