@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -11,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 
 from hub.clock import SimClock
 from hub.model import Device, DeviceDiscovered, PointEvent, Protocol, StateChanged, Status
-from hub.store import ALERT, EVENT, STATE, Store, StoreError
+from hub.store import ALERT, EVENT, STATE, Store, StoreError, UTCDateTime, _json_serializer
 from tests.hubctl import until
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -463,3 +465,43 @@ def test_json_values_round_trip(db_url: str) -> None:
             check()
         finally:
             runner.run(s.close())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))])
+    )
+)
+def test_sqlite_times_are_written_as_sqlalchemys_own_datetime_writes_them(ts: datetime) -> None:
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None
+    assert theirs is not None
+    assert ours(ts) == theirs(ts.astimezone(UTC).replace(tzinfo=None))
+    with pytest.raises(ValueError, match="naive"):
+        ours(ts.replace(tzinfo=None))
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_json_columns_hold_what_json_dumps_would_have_written(value: Any) -> None:
+    assert json.loads(_json_serializer(value)) == json.loads(json.dumps(value))
+
+
+def test_json_columns_refuse_what_json_dumps_refuses_and_take_what_it_takes() -> None:
+    with pytest.raises(TypeError):
+        _json_serializer({"at": T0})
+    assert json.loads(_json_serializer({1: "int key"})) == {"1": "int key"}
