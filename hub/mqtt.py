@@ -514,7 +514,7 @@ class Link:
         log.debug("MQTT: %d filters subscribed", len(self._subscribed))
         for topic, (data, qos) in list(self._retained.items()):
             await self._put(client, Message(topic, data, True, qos))
-        for topic, payload in self._republish() if self._republish is not None else ():
+        for topic, payload in self._owned_retained():
             await self._put(client, Message(topic, payload, True, 0))
         # "online" only once we listen and our retained state is back: whoever waits for it
         # (a TUI, a device bridge, a test) may then talk to the hub without losing a word.
@@ -534,6 +534,18 @@ class Link:
             except Exception:
                 self.stats.handler_errors += 1
                 log.exception("MQTT on_connect hook failed")
+
+    def _owned_retained(self) -> list[tuple[str, bytes]]:
+        # A failing hook (a bug) must not keep the link from ever connecting: what it would
+        # have given is missing until the owner publishes it again, and the error is logged.
+        if self._republish is None:
+            return []
+        try:
+            return list(self._republish())
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("MQTT republish hook failed; connecting without what it keeps")
+            return []
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         s = self.settings

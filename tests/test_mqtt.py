@@ -304,6 +304,16 @@ async def test_what_the_owner_keeps_is_republished_on_every_connection_as_it_is_
         }
 
 
+async def test_a_failing_republish_hook_does_not_keep_the_link_down(mosquitto: Mosquitto) -> None:
+    def republish() -> list[tuple[str, bytes]]:
+        raise RuntimeError("a bug in the owner")
+
+    link = Link(fast(mosquitto.url), republish=republish)
+    async with running(link):
+        await link.wait_connected(WAIT)
+    assert link.stats.handler_errors == 1
+
+
 async def test_wrong_password_is_reported_and_retried(own_mosquitto: Mosquitto) -> None:
     own_mosquitto.passwords = {"hub": "right"}
     own_mosquitto.start()
