@@ -75,7 +75,7 @@ class DeviceRecord:
     ts: datetime | None = None
     # Which device id owns each point, so that a command is encoded by the adapter that can
     # actually reach it: the points of the primary path belong to `source`, and `owners` names
-    # only those another path (an alias) adds. Most devices have one path, and no such dict.
+    # only those another path (an alias) adds: nothing, for most devices, seen by one path.
     source: str = ""
     owners: dict[str, str] = field(default_factory=dict)
 
