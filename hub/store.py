@@ -310,8 +310,8 @@ def event_device_id(event: object) -> str | None:
     return None
 
 
-def event_item(event: object) -> EventItem | str:
-    """The parts of an event that the log indexes, or why the event cannot be logged."""
+def event_item(event: object, text: str | None = None) -> EventItem | str:
+    """The parts of an event that the log indexes (with its JSON if given), or why the event cannot be logged."""
     if not isinstance(event, BaseModel):
         return f"not a pydantic model: {type(event).__name__}"
     ts, kind = getattr(event, "ts", None), getattr(event, "type", None)
@@ -320,7 +320,7 @@ def event_item(event: object) -> EventItem | str:
     if (problem := _ts_problem(ts)) is not None:
         return problem
     assert isinstance(ts, datetime)  # _ts_problem checked it; this tells mypy
-    return EventItem(ts, kind, event_device_id(event), event)
+    return EventItem(ts, kind, event_device_id(event), event, text)
 
 
 def _ts_problem(ts: object) -> str | None:
@@ -549,13 +549,13 @@ class Store:
         `text` is the event's `model_dump_json()` when the caller has it already (the hub
         publishes every event): it is stored as it is, not dumped again.
         """
-        item = event_item(event)
+        item = event_item(event, text)
         if isinstance(item, str):
             self._reject("event", item)
             return
         if self._refused():
             return
-        self._events.append(item if text is None else item._replace(text=text))
+        self._events.append(item)
         self._buffered_one()
 
     @property
