@@ -8,10 +8,8 @@ import json
 
 import aiomqtt
 
-SENTINEL = "zigbee2mqtt/load/0"
 
-
-async def main(port: int) -> None:
+async def main(port: int, sentinel: str) -> None:
     last: dict[str, object] = {}
     async with aiomqtt.Client("127.0.0.1", port, identifier="bench-bare") as client:
         await client.subscribe("zigbee2mqtt/#")
@@ -22,11 +20,13 @@ async def main(port: int) -> None:
             except ValueError:
                 continue
             last[topic] = data
-            if topic == SENTINEL and isinstance(data, dict) and data.get("temperature", 0) >= 50:
+            if topic == sentinel and isinstance(data, dict) and data.get("temperature", 0) >= 50:
                 await client.publish("bench/echo", msg.payload)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    asyncio.run(main(p.parse_args().port))
+    p.add_argument("--sentinel", required=True, help="the topic whose messages are echoed to bench/echo")
+    a = p.parse_args()
+    asyncio.run(main(a.port, a.sentinel))

@@ -4,7 +4,9 @@ Consumers, measured one after another on the same stream in the same run, each i
 process: the whole hub (`hub run`: normalize, registry, rules if configured, store, hub API
 publish), a bare aiomqtt subscriber that parses and keeps the last state per device, and
 Node-RED 4.1 with a flow doing the same. "Sustains" means: while `hub sim` streams at that
-rate, a sentinel message sent every 0.25 s comes back (hub API state / echo) within 1 s.
+rate, a sentinel message sent every 0.25 s comes back (hub API state / echo) within 1 s. The
+sentinel device is announced with the others but never streamed to: the hub shows a device's
+merged state at most every 0.1 s, and a streamed report must not hide the sentinel's value.
 With --brokers embedded, the hub also runs on its own embedded broker (amqtt).
 """
 
@@ -44,8 +46,8 @@ from bench.common import (
 )
 
 DEVICES = 1000
-SENTINEL_TOPIC = "zigbee2mqtt/load/0"
-SENTINEL_ID = "z2m-0x00124b0000000000"
+SENTINEL_TOPIC = f"zigbee2mqtt/load/{DEVICES}"  # announced, not streamed: `hub sim` streams to 0..DEVICES-1
+SENTINEL_ID = f"z2m-0x00124b00{DEVICES:08x}"
 LIMIT = 1.0  # seconds a sentinel may take
 PROBE_EVERY = 0.25
 LADDER = [1000, 2000, 3000, 4000, 6000, 8000, 11000, 16000, 22000, 32000, 45000, 64000]
@@ -132,8 +134,8 @@ def stream(port: int, rate: float, seconds: float) -> None:
 
 
 def announce(port: int) -> None:
-    """The 1,000 devices' retained discovery (Zigbee2MQTT bridge/devices), once per broker."""
-    subprocess.run(sim_command(port, DEVICES, seconds=0), cwd=ROOT, check=True, capture_output=True, timeout=60)
+    """The 1,000 devices' and the sentinel's retained discovery (Zigbee2MQTT bridge/devices), once per broker."""
+    subprocess.run(sim_command(port, DEVICES + 1, seconds=0), cwd=ROOT, check=True, capture_output=True, timeout=60)
 
 
 async def ready(prober: Prober, wait: float = 60.0) -> None:
@@ -195,7 +197,8 @@ def consumer_process(name: str, port: int, work: Path, red: Path | None) -> Iter
                 announce(target)  # after the hub subscribed: amqtt loses retained messages sent before that
             yield target
     elif name == "bare":
-        with child([PYTHON, str(ROOT / "bench" / "bare_consumer.py"), "--port", str(port)], cwd=ROOT):
+        bare = [PYTHON, str(ROOT / "bench" / "bare_consumer.py"), "--port", str(port), "--sentinel", SENTINEL_TOPIC]
+        with child(bare, cwd=ROOT):
             yield port
     elif name == "node-red" and red is not None:
         userdir = work / f"nr-{time.monotonic_ns()}"

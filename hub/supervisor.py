@@ -54,6 +54,7 @@ from hub.registry import (
 )
 from hub.rules.runtime import RulesRuntime
 from hub.store import Store, StoreError
+from hub.throttle import Throttle
 from hub.wire import Message
 
 if TYPE_CHECKING:
@@ -71,6 +72,12 @@ EXPIRY_EVERY = timedelta(minutes=30)
 # descriptions, rows and publishes left 30-50 MB more resident after start-up at 10,000
 # devices (bench/scale.py; 300 a round saved nothing more), and none showed before the last.
 EFFECTS_PER_ROUND = 1000
+# A device's state topic changes at once, then at most once in this many seconds, with its
+# last state at the window's end: a chattering sensor (a power meter reporting ten times a
+# second, a flood of 1,000 devices) would send every subscriber every report, and each
+# publish costs the loop ~3 µs and the broker more. Every change still goes to `events` and
+# to the history. (Zigbee2MQTT's per-device `throttle` does this at the source.)
+STATE_EVERY = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +150,7 @@ class Hub:
         # Each device's description as last shown (so stored), under devices/ or inbox/ by its
         # status: republished from here on every connection rather than kept in the link as bytes.
         self._shown: dict[str, Device] = {}
+        self._states: Throttle[str, PublishState] = Throttle(STATE_EVERY, self._publish_state)
         # Effects waiting for the store (a device is stored before it is shown) and those behind
         # them, kept in order, with the merged values of each state change when it was queued.
         # The `effects` task carries them out in rounds of EFFECTS_PER_ROUND: a burst of
@@ -228,6 +236,7 @@ class Hub:
                 if self.config.discovery.mdns.enabled:
                     tg.create_task(self._browse_mdns(), name="mdns")
                 await self._stop.wait()
+                self._states.flush()  # while the link is still up: the last states are the ones retained
                 raise _Stopping
         except* _Stopping:
             pass
@@ -532,6 +541,7 @@ class Hub:
                         ):
                             await link.clear_retained(topic)
                         self._shown.pop(dev_id, None)
+                        self._states.drop(dev_id)
                     case _:
                         self._now(link, effect, merged)
             except Exception:
@@ -543,12 +553,20 @@ class Hub:
         # The effects that need neither the store nor a wait: state publishes and forwards.
         match effect:
             case PublishState():
-                link.keep(
-                    self.topics.device_state(effect.device_id),
-                    state_json(effect.ts, effect.values, effect.availability),
-                )
+                self._states.offer(effect.device_id, effect)
             case Forward(event=event):
                 self._forward(link, event, merged)
+
+    def _publish_state(self, effect: PublishState) -> None:
+        # What the state throttle sends, now or at its window's end (then outside any effect's try).
+        try:
+            self._link().keep(
+                self.topics.device_state(effect.device_id),
+                state_json(effect.ts, effect.values, effect.availability),
+            )
+        except Exception:
+            self.counters["effect_failed"] += 1
+            log.exception("could not publish the state of %s", effect.device_id)
 
     async def _publish_device(self, link: Link, dev: Device, payload: bytes) -> None:
         topic, other = self._places(dev)

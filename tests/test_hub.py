@@ -21,7 +21,7 @@ from hub.store import Store, StoreError
 from hub.supervisor import _Waiter
 from tests import captures
 from tests.brokers import Mosquitto, free_port, wait_port
-from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, watching
+from tests.hubctl import WAIT, config_text, hub_process, make_config, running_hub, until, watching
 
 FIXTURES = captures.FIXTURES
 SWITCH = "z2m-0x00124b001e73227f"  # BASICZBR3 relay, friendly name 0x00124b001e73227f1
@@ -127,6 +127,39 @@ async def test_bad_requests_are_counted_never_fatal(mosquitto: Mosquitto, tmp_pa
             "request_rejected.invalid_payload": 3,
             "request_rejected.invalid_json": 1,
         }
+
+
+async def test_a_chattering_device_shows_its_last_state_and_every_change_goes_to_events(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    base = f"z2m{uuid.uuid4().hex[:8]}"
+    config = make_config(z2m_home(mosquitto.url, base), tmp_path)
+    root = f"hub/{config.home.id}"
+    state_topic = f"{root}/devices/{SWITCH}/state"
+    await publish(mosquitto, f"{base}/bridge/devices", bridge_devices(), retain=True)
+    async with (
+        watching("127.0.0.1", mosquitto.port, state_topic, f"{root}/events") as w,
+        running_hub(config, tmp_path / "data") as hub,
+    ):
+        await until(lambda: hub.registry.get(SWITCH) is not None)
+        reports = 40
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            for n in range(reports):  # one connection, in order, as fast as the broker takes them
+                await client.publish(f"{base}/0x00124b001e73227f1", json.dumps({"linkquality": n}))
+        last = await w.wait_for(state_topic, lambda d: d and d["values"].get("linkquality") == reports - 1)
+        assert last["availability"]["state"] == "online"
+        await w.wait_for(f"{root}/events", lambda d: d["values"].get("linkquality") == reports - 1)
+        states = [json.loads(m.payload) for m in w.seen if m.topic.value == state_topic]  # type: ignore[arg-type]
+        changes = [
+            d["values"]["linkquality"]
+            for m in w.seen
+            if m.topic.value == f"{root}/events" and (d := json.loads(m.payload))["type"] == "state_changed"  # type: ignore[arg-type]
+        ]
+    # The state topic took the first report at once and then one a window, ending on the last;
+    # the events stream carried every change, in order.
+    assert states[0]["values"]["linkquality"] == 0
+    assert len(states) < reports / 2
+    assert changes == list(range(reports))
 
 
 def write_config(tmp_path: Path, text: str) -> Path:

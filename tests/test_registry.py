@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.api import EVENT_ADAPTER, DeviceState, event_json, state_json
 from hub.model import (
@@ -20,6 +22,7 @@ from hub.model import (
     Protocol,
     StateChanged,
     Status,
+    Value,
     online,
     state_changed,
 )
@@ -248,15 +251,28 @@ def test_placeholders_for_named_devices_not_yet_seen() -> None:
     assert reg.placeholders() == []
 
 
-def test_per_message_builders_equal_the_validated_models() -> None:
-    ts = datetime(2026, 11, 29, 7, 30, tzinfo=UTC)
-    values = {"temperature": 21.5, "contact": True, "mode": "eco"}
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),  # beyond 64 bits too: orjson refuses those
+    st.floats(),  # NaN and infinities are written as null by both
+    st.text(st.characters(exclude_categories=("Cs",))),
+)
+_VALUES = st.dictionaries(st.text(max_size=8), st.one_of(_SCALARS, st.dictionaries(st.text(max_size=4), _SCALARS)))
+_TIMES = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))]))
+
+
+@given(ts=_TIMES, values=_VALUES, state=st.sampled_from(AvailabilityState), reason=st.none() | st.text())
+def test_per_message_builders_equal_the_validated_models(
+    ts: datetime, values: dict[str, Value], state: AvailabilityState, reason: str | None
+) -> None:
     event = state_changed(ts, "z2m-0x1", values)
     assert event == StateChanged(ts=ts, device_id="z2m-0x1", values=values)
     assert event_json(event) == EVENT_ADAPTER.dump_json(StateChanged(ts=ts, device_id="z2m-0x1", values=values))
     assert online(ts) == Availability(state=AvailabilityState.ONLINE, reason=None, last_seen=ts)
-    validated = DeviceState(ts=ts, values=values, availability=online(ts))
-    assert state_json(ts, values, online(ts)) == validated.model_dump_json().encode()
+    av = Availability(state=state, reason=reason, last_seen=ts)
+    validated = DeviceState(ts=ts, values=values, availability=av)
+    assert state_json(ts, values, av) == validated.model_dump_json().encode()
 
 
 def test_the_change_log_names_devices_described_anew_not_sightings(monkeypatch: pytest.MonkeyPatch) -> None:
