@@ -593,7 +593,9 @@ class Link:
             while True:
                 self._backlog -= len(batch)
                 for i, msg in enumerate(batch, 1):
-                    await self._dispatch(msg)
+                    pending = self._dispatch(msg)
+                    if pending is not None:
+                        await pending
                     if i % _YIELD_EVERY == 0:
                         # Handlers rarely suspend: without this, a burst would hold off the
                         # store's writer, the rules' timers and the lane's own reads.
@@ -629,29 +631,53 @@ class Link:
                 stats.dropped_oversize,
             )
 
-    async def _dispatch(self, msg: Message) -> None:
+    def _dispatch(self, msg: Message) -> Awaitable[None] | None:
+        # A plain call for the plain handlers that device messages have (a coroutine a message
+        # cost ~1 µs of a flood's ~35); what to await when a handler is async, in order.
         stats = self.stats
         topic = msg.topic
         if len(msg.payload) > self.settings.max_payload_bytes:
             self._too_large(len(msg.payload), topic)
-            return
+            return None
         stats.received += 1
         handlers = self._route_cache.get(topic)
         if handlers is None:
             handlers = self._handlers_for(topic)
         if not handlers:
             stats.unmatched += 1
-            return
-        for handler in handlers:
+            return None
+        for i, handler in enumerate(handlers):
             try:
                 result = handler(msg)
+            except Exception:
+                self._handler_failed(handler, topic)
+                continue
+            if result is not None:
+                return self._finish(msg, handler, result, handlers[i + 1 :])
+            stats.dispatched += 1
+        return None
+
+    async def _finish(self, msg: Message, handler: Handler, first: Awaitable[None], rest: tuple[Handler, ...]) -> None:
+        # The awaitable a handler returned, then the handlers after it, each awaited in turn.
+        try:
+            await first
+        except Exception:
+            self._handler_failed(handler, msg.topic)
+        else:
+            self.stats.dispatched += 1
+        for later in rest:
+            try:
+                result = later(msg)
                 if result is not None:
                     await result
             except Exception:
-                stats.handler_errors += 1
-                log.exception("MQTT handler %r failed on %r", handler, topic)
+                self._handler_failed(later, msg.topic)
             else:
-                stats.dispatched += 1
+                self.stats.dispatched += 1
+
+    def _handler_failed(self, handler: Handler, topic: str) -> None:
+        self.stats.handler_errors += 1
+        log.exception("MQTT handler %r failed on %r", handler, topic)
 
     def _handlers_for(self, topic: str) -> tuple[Handler, ...]:
         # Never trust the broker's routing (amqtt delivers retained messages that match

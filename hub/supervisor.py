@@ -78,6 +78,8 @@ EFFECTS_PER_ROUND = 1000
 # publish costs the loop ~3 µs and the broker more. Every change still goes to `events` and
 # to the history. (Zigbee2MQTT's per-device `throttle` does this at the source.)
 STATE_EVERY = 0.1
+# Effects that wait for the store: a device is stored before it is shown (or hidden).
+_STORED_FIRST = (PublishDevice, Unpublish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,14 +442,18 @@ class Hub:
 
     def _submit(self, effects: list[Effect]) -> None:
         """Carry out effects now, or queue them behind those that wait for the store (order kept)."""
-        if self._queue or self._storing or any(isinstance(e, PublishDevice | Unpublish) for e in effects):
-            self._queue += [(e, self._merged(e)) for e in effects]
-            self._queued.set()
-            return
-        # A state report while nothing waits: no store write, no task switch (the per-message path).
-        link = self._link()
-        for effect in effects:
-            self._now(link, effect, None)
+        if not (self._queue or self._storing):
+            for effect in effects:
+                if isinstance(effect, _STORED_FIRST):
+                    break
+            else:
+                # A state report while nothing waits: no store write, no task switch (the per-message path).
+                link = self._link()
+                for effect in effects:
+                    self._now(link, effect, None)
+                return
+        self._queue += [(e, self._merged(e)) for e in effects]
+        self._queued.set()
 
     async def _carry_out(self, effects: list[Effect]) -> None:
         """Queue effects and wait until they are carried out; StoreError if their batch could not be stored."""
