@@ -188,11 +188,11 @@ _STATE_FIELDS = {"ts", "values", "availability"}
 
 def state_json(ts: datetime | None, values: dict[str, Value], availability: Availability) -> bytes:
     """A `devices/<id>/state` payload from the registry's already checked values (sent for every report)."""
-    # orjson writes what DeviceState's serializer writes (times with "Z", NaN as null) in an
-    # eighth of its time; it refuses integers beyond 64 bits, which pydantic then writes.
+    # orjson writes what DeviceState's serializer writes (times with "Z", NaN as null) in a
+    # fifth of its time; it refuses integers beyond 64 bits, which pydantic then writes.
     av = availability
     try:
-        return orjson.dumps(
+        written = orjson.dumps(
             {
                 "ts": ts,
                 "values": values,
@@ -203,6 +203,9 @@ def state_json(ts: datetime | None, values: dict[str, Value], availability: Avai
     except TypeError:
         state = trusted(DeviceState, {"ts": ts, "values": values, "availability": availability}, _STATE_FIELDS)
         return DeviceState.__pydantic_serializer__.to_json(state)
+    # A copy of its length: the link keeps every device's last state, and orjson's own bytes
+    # hold on to the whole block it wrote them in (~4 KB each: +21 MB at 10,000 devices).
+    return memoryview(written).tobytes()
 
 
 class DayActivity(Frozen):
