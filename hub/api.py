@@ -9,7 +9,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from hub.model import Availability, Device, Event, Frozen, StateChanged, Value
+from hub.model import Availability, Device, DeviceDiscovered, Event, Frozen, StateChanged, Value
 from hub.trusted import trusted
 
 
@@ -181,6 +181,16 @@ def event_json(event: Event) -> bytes:
         except TypeError:  # integers beyond 64 bits, which pydantic writes
             return StateChanged.__pydantic_serializer__.to_json(event)
     return type(event).__pydantic_serializer__.to_json(event)
+
+
+def discovered_json(event: DeviceDiscovered, device_text: str) -> bytes:
+    """A DeviceDiscovered as `event_json` writes it, around its device's JSON when that is written already.
+
+    A description is most of the event, and the store has just written it (a big home's start
+    discovers thousands).
+    """
+    ts = orjson.dumps(event.ts, option=orjson.OPT_UTC_Z)
+    return b"".join((b'{"ts":', ts, b',"type":"device_discovered","device":', device_text.encode(), b"}"))
 
 
 _STATE_FIELDS = {"ts", "values", "availability"}

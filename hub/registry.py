@@ -255,7 +255,7 @@ class Registry:
             effects.append(PublishDevice(rec.device))
             # A sighting that only refreshes last_seen is published (the inbox shows when a
             # device was last seen) but is not a discovery event worth recording.
-            if old is None or _unheard(rec.device) != _unheard(old):
+            if old is None or not _heard_alike(rec.device, old):
                 effects.append(Forward(DeviceDiscovered(ts=ts, device=rec.device)))
         return effects
 
@@ -602,11 +602,14 @@ def _heard(av: Availability, ts: datetime | None) -> Availability:
 
 def _alike(a: Device, b: Device) -> bool:
     # The same description but for availability (a sighting that only refreshed last_seen).
-    return a.model_copy(update={"availability": b.availability}) == b
+    # Compared as pydantic's __eq__ compares models (their field dicts), without copying two.
+    return type(a) is type(b) and {**a.__dict__, "availability": None} == {**b.__dict__, "availability": None}
 
 
-def _unheard(dev: Device) -> Device:
-    return dev.model_copy(update={"availability": dev.availability.model_copy(update={"last_seen": None})})
+def _heard_alike(a: Device, b: Device) -> bool:
+    # The same description but for when it was last seen (a sighting worth no discovery event).
+    x, y = a.availability, b.availability
+    return _alike(a, b) and (x.state, x.reason) == (y.state, y.reason)
 
 
 def _merge_composites(old: Mapping[str, Value], new: Mapping[str, Value]) -> dict[str, Value]:

@@ -32,6 +32,7 @@ from hub.api import (
     SetRequest,
     Topics,
     device_payload,
+    discovered_json,
     event_json,
     parse_request,
     state_json,
@@ -548,6 +549,10 @@ class Hub:
                             await link.clear_retained(topic)
                         self._shown.pop(dev_id, None)
                         self._states.drop(dev_id)
+                    case Forward(event=DeviceDiscovered(device=dev) as found) if (
+                        stored and (text := saved.get(dev.id)) is not None and text[0] is dev
+                    ):
+                        self._forward(link, found, payload=discovered_json(found, text[1]))
                     case _:
                         self._now(link, effect, merged)
             except Exception:
@@ -594,8 +599,11 @@ class Hub:
         for dev in list(self._shown.values()):
             yield self._places(dev)[0], device_payload(dev)
 
-    def _forward(self, link: Link, event: Event, merged: dict[str, Value] | None = None) -> None:
-        payload = event_json(event)
+    def _forward(
+        self, link: Link, event: Event, merged: dict[str, Value] | None = None, payload: bytes | None = None
+    ) -> None:
+        if payload is None:
+            payload = event_json(event)
         if isinstance(event, StateChanged):
             # History rows hold the merged state, so that the last row restores a device whole.
             if merged is None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.api import EVENT_ADAPTER, DeviceState, event_json, state_json
+from hub.api import EVENT_ADAPTER, DeviceState, discovered_json, event_json, state_json
 from hub.model import (
     Availability,
     AvailabilityChanged,
@@ -275,6 +275,13 @@ def test_per_message_builders_equal_the_validated_models(
     av = Availability(state=state, reason=reason, last_seen=ts)
     validated = DeviceState(ts=ts, values=values, availability=av)
     assert state_json(ts, values, av) == validated.model_dump_json().encode()
+
+
+@given(ts=_TIMES)
+def test_a_discovery_written_around_its_stored_description_is_the_event_as_dumped(ts: datetime) -> None:
+    for dev in (z2m_plug(), ha_copy()):
+        event = DeviceDiscovered(ts=ts, device=dev)
+        assert discovered_json(event, dev.model_dump_json()) == event_json(event)
 
 
 _KEPT_STATES = """
