@@ -18,6 +18,8 @@ COMPILED = (
     "hub.adapters.tasmota",
     "hub.adapters.zigbee2mqtt",
     "hub.trusted",  # the adapters build their models with it three times a discovery
+    "hub.mqttframe",  # every packet from the broker is split, and every publish written, here
+    "hub.registry",  # every report is merged here
 )
 # The shared library all of them load (GROUP + "__mypyc"). In `hub`, not `hub.adapters`: loading
 # it from there would import every adapter, and the model with them, while hub.model is loading.

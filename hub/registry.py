@@ -87,14 +87,19 @@ class DeviceRecord:
         return self.source if self.source and self.device.point(key) is not None else default
 
 
-@dataclass(frozen=True, slots=True)
+# The effects are plain dataclasses, not frozen ones: a frozen one's __init__ sets each field
+# through object.__setattr__ (PublishState: 0.62 against 0.25 µs, and a report makes two
+# effects). Nothing changes an effect once it is made.
+
+
+@dataclass(slots=True)
 class PublishDevice:
     """Publish (retained) the description of a device under devices/ or inbox/ by its status."""
 
     device: Device
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PublishState:
     """Publish (retained) the merged state of a device."""
 
@@ -104,14 +109,14 @@ class PublishState:
     availability: Availability
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unpublish:
     """Clear every retained topic of a device (removed, or ignored by an installer)."""
 
     device_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """Hand an event to the store, the rules and the `events` topic."""
 
@@ -428,8 +433,15 @@ class Registry:
             values = {k: v for k, v in event.values.items() if rec.owner(k, event.device_id) == event.device_id}
         if not values:
             return []
-        changed = {k: v for k, v in values.items() if rec.values.get(k, _MISSING) != v}
-        merged = {**rec.values, **_merge_composites(rec.values, values)}
+        old = rec.values
+        changed: dict[str, Value] = {}
+        merged = dict(old)
+        for key, value in values.items():
+            prev = old.get(key, _MISSING)
+            if prev != value:
+                changed[key] = value
+            # A light that reports only its brightness keeps its on/off and colour temperature.
+            merged[key] = {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
         rec.values = merged
         rec.ts = event.ts
         effects: list[Effect] = self._touch(rec, event.ts)
@@ -612,15 +624,6 @@ def _heard_alike(a: Device, b: Device) -> bool:
     return _alike(a, b) and (x.state, x.reason) == (y.state, y.reason)
 
 
-def _merge_composites(old: Mapping[str, Value], new: Mapping[str, Value]) -> dict[str, Value]:
-    # A light that reports only its brightness keeps its on/off and colour temperature.
-    out: dict[str, Value] = {}
-    for key, value in new.items():
-        prev = old.get(key)
-        out[key] = {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
-    return out
-
-
 def _check_value(point: Point, value: Value) -> None:
     category = KINDS[point.kind].category
     allowed = _VALUE_TYPES.get(category)
@@ -660,7 +663,10 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 def _copy(model: M, update: dict[str, object]) -> M:
     """What `model.model_copy(update=update)` gives (no validation), sharing its fields set with alike copies."""
-    names = frozenset(model.model_fields_set.union(update))
+    given = model.model_fields_set
+    if given.issuperset(update):  # the usual (every report's new availability): the same names, the same set
+        return trusted(type(model), {**model.__dict__, **update}, given)
+    names = frozenset(given.union(update))
     fields_set = _FIELDS_SETS.get(names)
     if fields_set is None:
         fields_set = _FIELDS_SETS[names] = set(names)
