@@ -6,8 +6,8 @@ import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-# The parsers every device message goes through: compiled, a message costs about a quarter less
-# (bench/normalize.py prints which way they ran). One group, so that they call each other
+# The code every device message goes through (framing, parsing, merging): compiled, a message
+# costs about a quarter less (bench/normalize.py prints which way the adapters ran). One group, so that they call each other
 # natively; all or none, since an interpreted class cannot derive from a compiled one.
 COMPILED = (
     "hub.adapters.base",
