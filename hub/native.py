@@ -7,8 +7,9 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 # The code every device message goes through (framing, parsing, merging): compiled, a message
-# costs about a quarter less (bench/normalize.py prints which way the adapters ran). One group, so that they call each other
-# natively; all or none, since an interpreted class cannot derive from a compiled one.
+# costs about a quarter less (bench/normalize.py prints which way the adapters ran). One group,
+# so that they call each other natively; all or none, since an interpreted class cannot derive
+# from a compiled one.
 COMPILED = (
     "hub.adapters.base",
     "hub.adapters.common",
