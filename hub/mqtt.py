@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import random
@@ -330,6 +331,9 @@ class _LaneClient(aiomqtt.Client):
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         # Called from the executor thread that runs paho's connect().
+        if met_itself(sock):
+            sock.close()
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused (the connection met itself)")
         lane = Lane(
             self._loop,
             client,
@@ -369,6 +373,19 @@ class _LaneClient(aiomqtt.Client):
     def _fault(self, exc: BaseException) -> None:
         if not self._disconnected.done():
             self._disconnected.set_exception(exc)
+
+
+def met_itself(sock: Any) -> bool:
+    """Whether a connected socket is connected to itself, which nothing listening on its port allows.
+
+    A connect to a port of the ephemeral range that nothing listens on can pick that very port
+    as its own and "succeed" (TCP simultaneous open): the broker is then our own socket, which
+    echoes the CONNECT back, and the link would wait for an answer that never comes.
+    """
+    try:
+        return bool(sock.getsockname() == sock.getpeername())
+    except (AttributeError, OSError):  # not a plain socket (websockets), or not connected
+        return False
 
 
 class Link:

@@ -24,9 +24,10 @@ from hub.mqtt import (
     broker_filters,
     covers,
     filter_problem,
+    met_itself,
 )
 from hub.wire import Message
-from tests.brokers import Mosquitto, make_ca
+from tests.brokers import Mosquitto, free_port, make_ca
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 5.0  # upper bound for any delivery; they take milliseconds
@@ -347,6 +348,37 @@ async def test_broker_down_is_reported(own_mosquitto: Mosquitto) -> None:
         own_mosquitto.start()
         await link.wait_connected(WAIT)
         assert not task.done()
+
+
+def test_a_connection_that_met_itself_is_told_apart_from_a_broker() -> None:
+    # What happened on CI once: a link retrying a port that nothing listened on connected to
+    # itself (TCP simultaneous open) and waited for its own CONNECT to be answered.
+    port = free_port()
+    with socket.socket() as alone, socket.create_server(("127.0.0.1", 0)) as server:
+        alone.bind(("127.0.0.1", port))
+        alone.connect(("127.0.0.1", port))
+        with socket.create_connection(server.getsockname()) as client:
+            assert met_itself(alone)
+            assert not met_itself(client)
+    with socket.socket() as unconnected:
+        assert not met_itself(unconnected)
+
+
+async def test_a_connection_that_met_itself_is_reported_and_retried(
+    own_mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first connection is taken for one that met itself (which cannot be made to happen on
+    # purpose through paho): the link says why it is not connected and tries again.
+    first = iter([True])
+    monkeypatch.setattr("hub.mqtt.met_itself", lambda sock: next(first, False))
+    own_mosquitto.start()
+    statuses: asyncio.Queue[LinkStatus] = asyncio.Queue()
+    link = Link(fast(own_mosquitto.url), on_status=statuses.put_nowait)
+    async with running(link):
+        status = await asyncio.wait_for(statuses.get(), WAIT)
+        assert status.last_error is not None
+        assert "the connection met itself" in status.last_error
+        await link.wait_connected(WAIT)
 
 
 async def test_tls_with_a_private_ca(own_mosquitto: Mosquitto, tmp_path: Path) -> None:
