@@ -141,6 +141,22 @@ def test_a_long_payload_parses_as_json_loads_parses_it_without_a_whole_document_
     assert refused.value.reason == "invalid_json"
 
 
+@pytest.mark.parametrize("opener", ["[", '{"k":'])
+def test_nesting_is_measured_on_what_parsed(opener: str) -> None:
+    # Parsed first, measured after: 64 levels pass, 65 (which orjson parses) are refused, and
+    # brackets inside strings count for nothing (the old byte scan refused these).
+    closer = "]" if opener == "[" else "}"
+    assert decode_json((opener * 64 + "1" + closer * 64).encode()) is not None
+    with pytest.raises(Rejected) as deep:
+        decode_json((opener * 65 + "1" + closer * 65).encode())
+    assert deep.value.reason == "too_deep"
+    assert decode_json(json.dumps({"text": "[{" * 100}).encode()) == {"text": "[{" * 100}
+    # Beyond what orjson parses, and broken: still told apart from other invalid JSON.
+    with pytest.raises(Rejected) as bomb:
+        decode_json((opener * 5000).encode())
+    assert bomb.value.reason == "too_deep"
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
