@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from hub.model import (
     KINDS,
@@ -51,6 +52,13 @@ PATH_PRIORITY: dict[Protocol, int] = {
 
 # Identifiers that name one physical device whatever path it was seen through.
 MERGE_KEYS = ("ieee", "mac", "shelly_id", "homekit_id", "matter_discriminator")
+# Enum members read for every report, as Final constants (see hub.native).
+_ADOPTED: Final = Status.ADOPTED
+_IGNORED: Final = Status.IGNORED
+_PENDING: Final = Status.PENDING
+_ONLINE: Final = AvailabilityState.ONLINE
+_OFFLINE: Final = AvailabilityState.OFFLINE
+
 # Device changes remembered for `changed_since` (a reader further behind starts over from `records`).
 CHANGE_LOG = 4096
 
@@ -71,13 +79,17 @@ class DeviceRecord:
     device: Device
     # Replaced on every change, never changed in place: the effects and history rows made from
     # it share it rather than each holding a copy (a burst of states queues thousands).
-    values: dict[str, Value] = field(default_factory=dict)
-    ts: datetime | None = None
+    values: dict[str, Value]
+    ts: datetime | None
     # Which device id owns each point, so that a command is encoded by the adapter that can
     # actually reach it: the points of the primary path belong to `source`, and `owners` names
     # only those another path (an alias) adds: nothing, for most devices, seen by one path.
-    source: str = ""
-    owners: dict[str, str] = field(default_factory=dict)
+    source: str
+    owners: dict[str, str]
+
+    # Written out, not generated (see hub.native): every device enters with one.
+    def __init__(self, device: Device) -> None:
+        self.device, self.values, self.ts, self.source, self.owners = device, {}, None, "", {}
 
     def owner(self, key: str, default: str) -> str:
         """The id of the path that owns a point; `default` for a key no path describes."""
@@ -87,9 +99,10 @@ class DeviceRecord:
         return self.source if self.source and self.device.point(key) is not None else default
 
 
-# The effects are plain dataclasses, not frozen ones: a frozen one's __init__ sets each field
-# through object.__setattr__ (PublishState: 0.62 against 0.25 µs, and a report makes two
-# effects). Nothing changes an effect once it is made.
+# The effects are plain dataclasses with their __init__ written out: a frozen one's __init__
+# sets each field through object.__setattr__, and the one @dataclass generates runs interpreted
+# (hub.native). PublishState: 0.62 µs frozen, 0.25 plain, less again compiled; a report makes
+# two effects. Nothing changes an effect once it is made.
 
 
 @dataclass(slots=True)
@@ -97,6 +110,9 @@ class PublishDevice:
     """Publish (retained) the description of a device under devices/ or inbox/ by its status."""
 
     device: Device
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
 
 
 @dataclass(slots=True)
@@ -108,6 +124,11 @@ class PublishState:
     values: dict[str, Value]
     availability: Availability
 
+    def __init__(
+        self, device_id: str, ts: datetime | None, values: dict[str, Value], availability: Availability
+    ) -> None:
+        self.device_id, self.ts, self.values, self.availability = device_id, ts, values, availability
+
 
 @dataclass(slots=True)
 class Unpublish:
@@ -115,12 +136,18 @@ class Unpublish:
 
     device_id: str
 
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+
 
 @dataclass(slots=True)
 class Forward:
     """Hand an event to the store, the rules and the `events` topic."""
 
     event: Event
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
 
 
 Effect = PublishDevice | PublishState | Unpublish | Forward
@@ -184,7 +211,7 @@ class Registry:
     def active(self, device_id: str) -> bool:
         """Whether a device takes part in rules (only adopted devices do)."""
         rec = self.get(device_id)
-        return rec is not None and rec.device.status is Status.ADOPTED
+        return rec is not None and rec.device.status is _ADOPTED
 
     def changed_since(self, generation: int) -> list[str] | None:
         """Ids of the devices added, removed or described anew since `generation` (None: too long ago to tell)."""
@@ -223,7 +250,7 @@ class Registry:
                     protocol=proto,
                     room=named.room,
                     role=named.role,
-                    status=Status.ADOPTED,
+                    status=_ADOPTED,
                     availability=Availability(reason="not seen yet"),
                 )
                 self._enter(dev_id, DeviceRecord(dev))
@@ -253,8 +280,8 @@ class Registry:
         # discovery): the copy's id is now an alias, so its retained topics must go.
         effects: list[Effect] = [Unpublish(retired) for retired in self._retired]
         self._retired.clear()
-        if rec.device.status is Status.IGNORED:
-            ignored_before = old is not None and old.status is Status.IGNORED
+        if rec.device.status is _IGNORED:
+            ignored_before = old is not None and old.status is _IGNORED
             return effects if ignored_before else [*effects, Unpublish(rec.device.id)]
         if rec.device != old:
             effects.append(PublishDevice(rec.device))
@@ -320,12 +347,12 @@ class Registry:
     def _placement(self, dev_id: str, dev: Device, rec: DeviceRecord | None) -> dict[str, object]:
         named = self.named.get(dev_id)
         if named is not None:
-            return {"name": named.name, "room": named.room, "role": named.role, "status": Status.ADOPTED}
+            return {"name": named.name, "room": named.room, "role": named.role, "status": _ADOPTED}
         decided = self.decisions.get(dev_id)
         if decided is not None:
             keep = rec.device if rec else dev
             return {"status": decided, "name": keep.name, "room": keep.room}
-        return {"status": Status.ADOPTED if self.auto_adopt else Status.PENDING}
+        return {"status": _ADOPTED if self.auto_adopt else _PENDING}
 
     def _canonical_for(self, dev: Device) -> str:
         if dev.id in self.aliases:
@@ -425,7 +452,7 @@ class Registry:
         if rec is None:
             self.counters["state_for_unknown_device"] += 1
             return []
-        if rec.device.status is Status.IGNORED:
+        if rec.device.status is _IGNORED:
             return []
         if event.device_id == rec.source and not rec.owners:
             values = event.values  # the only path: it owns every point it reports
@@ -454,11 +481,11 @@ class Registry:
         # Any report proves the device is alive: refresh last_seen, and bring a device
         # that was not known to be online back online.
         av = rec.device.availability
-        if av.state is AvailabilityState.OFFLINE:
+        if av.state is _OFFLINE:
             rec.device = _copy(rec.device, {"availability": _copy(av, {"last_seen": ts})})
             return []
         new = online(ts)
-        if av.state is AvailabilityState.ONLINE:
+        if av.state is _ONLINE:
             rec.device = _copy(rec.device, {"availability": new})
             return []
         rec.device = _copy(rec.device, {"availability": new})
@@ -480,7 +507,7 @@ class Registry:
             rec.device = _copy(rec.device, {"availability": new})
             return []
         rec.device = _copy(rec.device, {"availability": new})
-        if rec.device.status is Status.IGNORED:
+        if rec.device.status is _IGNORED:
             return []
         return [
             PublishDevice(rec.device),
@@ -490,7 +517,7 @@ class Registry:
 
     def _point_event(self, event: PointEvent) -> list[Effect]:
         rec = self.get(event.device_id)
-        if rec is None or rec.device.status is Status.IGNORED:
+        if rec is None or rec.device.status is _IGNORED:
             self.counters["event_for_unknown_device"] += rec is None
             return []
         effects = self._touch(rec, event.ts)
@@ -520,7 +547,7 @@ class Registry:
                 AvailabilityChanged(
                     ts=event.ts,
                     device_id=event.device_id,
-                    availability=Availability(state=AvailabilityState.OFFLINE, reason=event.reason),
+                    availability=Availability(state=_OFFLINE, reason=event.reason),
                 )
             )
         del self.records[event.device_id]
@@ -545,7 +572,7 @@ class Registry:
             update["room"] = room
         rec.device = rec.device.model_copy(update=update)
         self._changed(dev_id)
-        if status is Status.IGNORED:
+        if status is _IGNORED:
             return [Unpublish(dev_id)]
         return [
             PublishDevice(rec.device),
@@ -557,7 +584,7 @@ class Registry:
         """Forget pending devices not heard from for `max_age`: they leave the inbox (adopted and ignored stay)."""
         effects: list[Effect] = []
         for dev_id, rec in list(self.records.items()):
-            if rec.device.status is not Status.PENDING or dev_id in self.named:
+            if rec.device.status is not _PENDING or dev_id in self.named:
                 continue
             heard = [t for t in (rec.device.availability.last_seen, rec.ts) if t is not None]
             if not heard:
@@ -586,7 +613,7 @@ class Registry:
         if rec is None:
             raise CommandRefused(f"no device '{device_id}'")
         dev = rec.device
-        if dev.status is not Status.ADOPTED:
+        if dev.status is not _ADOPTED:
             raise CommandRefused(f"device '{dev.id}' is {dev.status.value}: adopt it before sending commands")
         by_owner: dict[str, dict[str, Value]] = {}
         for key, value in values.items():
@@ -601,8 +628,8 @@ class Registry:
         return [Route(self.sources.get(owner, dev), vals) for owner, vals in by_owner.items()]
 
 
-_OTHER = Kind.OTHER
-_MISSING = object()
+_OTHER: Final = Kind.OTHER
+_MISSING: Final = object()
 
 
 def _heard(av: Availability, ts: datetime | None) -> Availability:
@@ -629,7 +656,7 @@ def _check_value(point: Point, value: Value) -> None:
     allowed = _VALUE_TYPES.get(category)
     if allowed is not None and not isinstance(value, allowed):
         raise CommandRefused(f"point '{point.key}' takes {_TYPE_WORDS[category]}, not {value!r}")
-    if isinstance(value, int | float) and not isinstance(value, bool) and not _within(value, point.min, point.max):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _within(value, point.min, point.max):
         raise CommandRefused(f"point '{point.key}' takes {point.min}..{point.max}, not {value}")
     if point.options and isinstance(value, str) and value not in point.options:
         raise CommandRefused(f"point '{point.key}' takes one of {', '.join(point.options)}, not {value!r}")
@@ -663,7 +690,7 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 def _copy(model: M, update: dict[str, object]) -> M:
     """What `model.model_copy(update=update)` gives (no validation), sharing its fields set with alike copies."""
-    given = model.model_fields_set
+    given = model.__pydantic_fields_set__  # the slot itself: model_fields_set is a property
     if given.issuperset(update):  # the usual (every report's new availability): the same names, the same set
         return trusted(type(model), {**model.__dict__, **update}, given)
     names = frozenset(given.union(update))

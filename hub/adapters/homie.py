@@ -140,7 +140,7 @@ class _Prop:
         """A normalized value as the payload the device expects on `/set`."""
         if self.datatype == "boolean" and isinstance(value, bool):
             return "true" if value != self.invert else "false"
-        if self.datatype in _NUMERIC and isinstance(value, int | float) and not isinstance(value, bool):
+        if self.datatype in _NUMERIC and isinstance(value, (int, float)) and not isinstance(value, bool):
             if to_canonical(0.0, self.unit)[1] != self.unit:
                 raise Rejected("bad_value", f"{self.key}: cannot convert back to the device's unit {self.unit}")
             return str(round(value)) if self.datatype == "integer" else repr(float(value))

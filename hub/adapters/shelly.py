@@ -345,7 +345,7 @@ class ShellyAdapter:
             table = [
                 ((name,), f"{ctype}_{name}", Kind.OTHER, None, None, False, False)
                 for name, v in body.items()
-                if name != "id" and isinstance(v, bool | int | float | str)
+                if name != "id" and isinstance(v, (bool, int, float, str))
             ]
             source += " (unknown component)"
         slots: list[_Slot] = []
@@ -562,7 +562,7 @@ def _converter(kind: Kind, unit: str | None, sub: str | None) -> Callable[[Any],
     if kind in (Kind.SWITCH, Kind.SMOKE, Kind.WATER_LEAK) or (kind is Kind.LIGHT and sub == "on"):
         return lambda raw: raw if isinstance(raw, bool) else None
     if kind is Kind.OTHER and unit is None:
-        return lambda raw: raw if isinstance(raw, bool | str) else number(raw)
+        return lambda raw: raw if isinstance(raw, (bool, str)) else number(raw)
 
     def numeric(raw: Any) -> Value:
         v = number(raw)

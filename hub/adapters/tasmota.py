@@ -509,7 +509,7 @@ def _ints(cfg: Mapping[str, Any], key: str) -> list[int]:
     raw = cfg.get(key, [])
     if not isinstance(raw, list):
         raise Rejected("bad_config", f"'{key}' must be a list")
-    return [int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0 for v in raw]
+    return [int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0 for v in raw]
 
 
 def build_topics(cfg: Mapping[str, Any]) -> dict[str, str]:
@@ -669,7 +669,7 @@ def _unit_converter(unit: str | None) -> Callable[[Any], Value]:
 
 
 def _other_value(value: Any) -> Value:
-    if isinstance(value, str | bool) or value is None:
+    if isinstance(value, (str, bool)) or value is None:
         return value
     return number(value)
 

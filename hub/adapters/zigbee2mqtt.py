@@ -359,9 +359,9 @@ def _numeric_conv(unit: str | None) -> Callable[[Any], Any]:
 
 
 def _raw_conv(raw: Any) -> Any:
-    if raw is None or isinstance(raw, bool | int | float | str):
+    if raw is None or isinstance(raw, (bool, int, float, str)):
         return raw
-    if isinstance(raw, dict) and all(v is None or isinstance(v, bool | int | float | str) for v in raw.values()):
+    if isinstance(raw, dict) and all(v is None or isinstance(v, (bool, int, float, str)) for v in raw.values()):
         return {str(k): v for k, v in raw.items()}
     # Nested lists/objects (schedules, IR codes) are kept readable as compact JSON text.
     return json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
@@ -441,7 +441,7 @@ def _access(e: Mapping[str, Any]) -> int:
 
 
 def _num(v: Any) -> float | None:
-    return _number(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return _number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _number(v: Any) -> float | None:
@@ -483,7 +483,7 @@ def _generic(e: Mapping[str, Any], t: _Table, setting: bool = False) -> None:
         diagnostic = False
     key = t.key(_snake(prop))
     options = (
-        tuple(str(v) for v in _list(e.get("values")) if isinstance(v, str | int | float)) if etype == "enum" else ()
+        tuple(str(v) for v in _list(e.get("values")) if isinstance(v, (str, int, float))) if etype == "enum" else ()
     )
     lo, hi = _num(e.get("value_min")), _num(e.get("value_max"))
     if etype == "numeric" and vendor_unit is not None:
@@ -555,7 +555,7 @@ def _specific(e: Mapping[str, Any], t: _Table) -> None:
     etype = str(e["type"])
     kind = Kind(etype)
     endpoint = e.get("endpoint")
-    key = t.key(f"{etype}_{_snake(str(endpoint))}" if isinstance(endpoint, str | int) and endpoint != "" else etype)
+    key = t.key(f"{etype}_{_snake(str(endpoint))}" if isinstance(endpoint, (str, int)) and endpoint != "" else etype)
     props: dict[str, Any] = {}
     used: set[int] = set()
     writable = False
