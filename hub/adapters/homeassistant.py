@@ -8,9 +8,9 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 from hub.adapters.base import CountedFeed, Rejected
 from hub.adapters.common import (
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # HA 2025.4 abbreviations.py, the keys this adapter reads plus the common ones; unknown keys
 # (abbreviated or not) are kept as they are, never rejected.
-ABBREVIATIONS: dict[str, str] = {
+ABBREVIATIONS: Final[dict[str, str]] = {
     "act_t": "action_topic",
     "act_tpl": "action_template",
     "atype": "automation_type",
@@ -176,7 +176,7 @@ ABBREVIATIONS: dict[str, str] = {
     "unit_of_meas": "unit_of_measurement",
     "val_tpl": "value_template",
 }
-DEVICE_ABBREVIATIONS: dict[str, str] = {
+DEVICE_ABBREVIATIONS: Final[dict[str, str]] = {
     "cns": "connections",
     "ids": "identifiers",
     "name": "name",
@@ -190,7 +190,7 @@ DEVICE_ABBREVIATIONS: dict[str, str] = {
     "cu": "configuration_url",
     "via_device": "via_device",
 }
-ORIGIN_ABBREVIATIONS: dict[str, str] = {"name": "name", "sw": "sw_version", "url": "support_url"}
+ORIGIN_ABBREVIATIONS: Final[dict[str, str]] = {"name": "name", "sw": "sw_version", "url": "support_url"}
 
 
 def _changing(table: dict[str, str]) -> frozenset[str]:
@@ -199,11 +199,14 @@ def _changing(table: dict[str, str]) -> frozenset[str]:
 
 # The abbreviations that differ from their expansion: a block with none of them (Zigbee2MQTT
 # and most libraries publish full names) is kept as it is rather than rebuilt key by key.
-_CHANGING = _changing(ABBREVIATIONS)
-_DEVICE_CHANGING = _changing(DEVICE_ABBREVIATIONS)
-_ORIGIN_CHANGING = _changing(ORIGIN_ABBREVIATIONS)
+_CHANGING: Final = _changing(ABBREVIATIONS)
+_DEVICE_CHANGING: Final = _changing(DEVICE_ABBREVIATIONS)
+_ORIGIN_CHANGING: Final = _changing(ORIGIN_ABBREVIATIONS)
 # The nested blocks with their own abbreviations: key, table, the abbreviations that change.
-_BLOCKS = (("device", DEVICE_ABBREVIATIONS, _DEVICE_CHANGING), ("origin", ORIGIN_ABBREVIATIONS, _ORIGIN_CHANGING))
+_BLOCKS: Final = (
+    ("device", DEVICE_ABBREVIATIONS, _DEVICE_CHANGING),
+    ("origin", ORIGIN_ABBREVIATIONS, _ORIGIN_CHANGING),
+)
 
 
 def _expanded(table: dict[str, str], changing: frozenset[str], d: dict[str, Any]) -> dict[str, Any]:
@@ -268,11 +271,11 @@ class TemplateError(ValueError):
     """A template outside the supported subset, or one that failed on this message."""
 
 
-_TOKEN = re.compile(
+_TOKEN: Final = re.compile(
     r"\s*(?:(?P<num>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<str>'[^'\\]*'|\"[^\"\\]*\")"
     r"|(?P<op>[.\[\]()|,]))"
 )
-_CHUNK = re.compile(r"\{\{(.*?)\}\}", re.S)
+_CHUNK: Final = re.compile(r"\{\{(.*?)\}\}", re.S)
 
 
 def _tokens(src: str) -> list[tuple[str, str]]:
@@ -403,7 +406,7 @@ def _f_case(fn: Callable[[str], str]) -> Callable[..., Any]:
     return lambda v, *args: fn(_stringify(v))
 
 
-_FILTERS: dict[str, Callable[..., Any]] = {
+_FILTERS: Final[dict[str, Callable[..., Any]]] = {
     "float": _f_float,
     "int": _f_int,
     "round": _f_round,
@@ -493,7 +496,7 @@ def _eval(node: Node, var: Mapping[str, Any]) -> Any:
 
 # binary_sensor device_class -> (kind, invert): HA `lock` ON means unlocked; everything else
 # listed is ON = detected/open/low, which is already the hub's sense.
-_BINARY_CLASSES: dict[str, tuple[Kind, bool]] = {
+_BINARY_CLASSES: Final[dict[str, tuple[Kind, bool]]] = {
     "motion": (Kind.MOTION, False),
     "occupancy": (Kind.OCCUPANCY, False),
     "presence": (Kind.PRESENCE, False),
@@ -510,7 +513,7 @@ _BINARY_CLASSES: dict[str, tuple[Kind, bool]] = {
     "battery": (Kind.BATTERY_LOW, False),
     "lock": (Kind.LOCK, True),
 }
-_SENSOR_CLASSES: dict[str, Kind] = {
+_SENSOR_CLASSES: Final[dict[str, Kind]] = {
     "temperature": Kind.TEMPERATURE,
     "humidity": Kind.HUMIDITY,
     "illuminance": Kind.ILLUMINANCE,
@@ -529,7 +532,7 @@ _SENSOR_CLASSES: dict[str, Kind] = {
     "water": Kind.WATER,
     "sound_pressure": Kind.NOISE,
 }
-_COMPONENT_KINDS: dict[str, Kind] = {
+_COMPONENT_KINDS: Final[dict[str, Kind]] = {
     "switch": Kind.SWITCH,
     "light": Kind.LIGHT,
     "cover": Kind.COVER,
@@ -542,7 +545,7 @@ _COMPONENT_KINDS: dict[str, Kind] = {
     "device_automation": Kind.BUTTON,
 }
 # component -> the (topic key, template key, role) triples that carry its state
-_STATE_SOURCES: dict[str, tuple[tuple[str, str | None, str], ...]] = {
+_STATE_SOURCES: Final[dict[str, tuple[tuple[str, str | None, str], ...]]] = {
     "cover": (("state_topic", "value_template", "state"), ("position_topic", "position_template", "position")),
     "climate": (
         ("mode_state_topic", "mode_state_template", "mode"),
@@ -557,20 +560,19 @@ _STATE_SOURCES: dict[str, tuple[tuple[str, str | None, str], ...]] = {
     ),
     "device_automation": (("topic", None, "trigger"),),
 }
-_DEFAULT_SOURCES: tuple[tuple[str, str | None, str], ...] = (("state_topic", "value_template", "state"),)
-_COMMAND_TOPICS = ("command_topic", "set_position_topic", "mode_command_topic", "temperature_command_topic")
-_COMMAND_KEYS = frozenset(_COMMAND_TOPICS)
-_BOUND_KEYS = frozenset({"min_temp", "min", "max_temp", "max", "temp_step", "step"})
-_COMPOSITE = frozenset({"light", "cover", "climate"})
-_SOS = re.compile(r"(^|_)(sos|emergency|panic)($|_)")
-_SAFE_ID = re.compile(r"[^A-Za-z0-9_.:-]+")
-_SNAKE = re.compile(r"[^a-z0-9]+")
-_SNAKE_CASE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*").fullmatch  # what _snake leaves as it is
+_DEFAULT_SOURCES: Final[tuple[tuple[str, str | None, str], ...]] = (("state_topic", "value_template", "state"),)
+_COMMAND_TOPICS: Final = ("command_topic", "set_position_topic", "mode_command_topic", "temperature_command_topic")
+_BOUND_KEYS: Final = ("min_temp", "min", "max_temp", "max", "temp_step", "step")
+_COMPOSITE: Final = frozenset({"light", "cover", "climate"})
+_SOS: Final = re.compile(r"(^|_)(sos|emergency|panic)($|_)")
+_SAFE_ID: Final = re.compile(r"[^A-Za-z0-9_.:-]+")
+_SNAKE: Final = re.compile(r"[^a-z0-9]+")
+_SNAKE_CASE: Final = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*").fullmatch  # what _snake leaves as it is
 
 
 def _s(v: Any, default: str) -> str:
     """A configured payload as HA's cv.string sees it: str() of whatever JSON gave."""
-    return default if v is None or isinstance(v, list | dict) else str(v)
+    return default if v is None or isinstance(v, (list, dict)) else str(v)
 
 
 def _safe_id(native: str) -> str:
@@ -585,6 +587,17 @@ def _snake(s: str) -> str:
         return s
     return _SNAKE.sub("_", s.lower()).strip("_")[:120] or "entity"
 
+
+# The enum members read for every config and report, held as constants: on Python 3.11 each
+# `Kind.OTHER` goes through EnumType's __getattr__ hook (about 190 ns, compiled or not), while
+# a Final name compiles to a C static.
+_OTHER: Final = Kind.OTHER
+_ONLINE: Final = AvailabilityState.ONLINE
+_OFFLINE: Final = AvailabilityState.OFFLINE
+_UNKNOWN: Final = AvailabilityState.UNKNOWN
+_HA: Final = Protocol.HA
+_PENDING: Final = Status.PENDING
+_EVENT: Final = Category.EVENT
 
 # ---------------------------------------------------------------------------------- entities
 
@@ -602,12 +615,32 @@ class _Entity:
     sources: list[tuple[str, Template | None, str]]
     avail: tuple[tuple[str, Template | None, str, str], ...]
     mode: str
-    invert: bool = False
+    invert: bool
     # The device's `blocks` once this entity's device block was applied: while the device is
     # still there, applying the block again would change nothing, so a re-announcement may
     # skip the rebuild.
-    blocks: int = 0
-    composite: dict[str, Scalar] | None = None  # a light's, cover's or climate's merged state, once it has one
+    blocks: int
+    composite: dict[str, Scalar] | None  # a light's, cover's or climate's merged state, once it has one
+
+    # Written out, not generated: mypyc compiles this one, while the __init__ that @dataclass
+    # generates runs interpreted (a third of a microsecond more per entity).
+    def __init__(
+        self,
+        did: str,
+        config_topic: str,
+        component: str,
+        cfg: dict[str, Any],
+        dev: str,
+        point: Point,
+        sources: list[tuple[str, Template | None, str]],
+        avail: tuple[tuple[str, Template | None, str, str], ...],
+        mode: str,
+        invert: bool,
+        blocks: int,
+    ) -> None:
+        self.did, self.config_topic, self.component, self.cfg, self.dev = did, config_topic, component, cfg, dev
+        self.point, self.sources, self.avail, self.mode = point, sources, avail, mode
+        self.invert, self.blocks, self.composite = invert, blocks, None
 
 
 @dataclass(slots=True)
@@ -615,21 +648,36 @@ class _HaDevice:
     """A device assembled from its entities' device blocks."""
 
     id: str
-    info: dict[str, str] = field(default_factory=dict)
-    identifiers: dict[str, str] = field(default_factory=dict)
-    via: str | None = None
-    bridge: bool = False  # points read it (a bridge's points are diagnostic)
-    blocks: int = 0  # how many device blocks have changed info, identifiers, via or bridge
-    entities: dict[str, _Entity] = field(default_factory=dict)
-    avail_payloads: dict[str, tuple[int, str]] | None = None  # by topic, once one came
-    emitted: AvailabilityState = AvailabilityState.UNKNOWN
+    info: dict[str, str]
+    identifiers: dict[str, str]
+    via: str | None
+    bridge: bool  # points read it (a bridge's points are diagnostic)
+    blocks: int  # how many device blocks have changed info, identifiers, via or bridge
+    entities: dict[str, _Entity]
+    avail_payloads: dict[str, tuple[int, str]] | None  # by topic, once one came
+    emitted: AvailabilityState
     # Caches of what _device_of builds, so that the entities of one device arriving one by
     # one cost one point each rather than a rebuild of every point each time. `points` is
     # extended as entities are appended and dropped (None) when one leaves or moves;
     # `device` is dropped on any change and rebuilt from `points` when next announced.
-    points: dict[str, Point] | None = None
-    others: int = 0  # points of kind `other` in `points`
-    device: Device | None = None
+    points: dict[str, Point] | None
+    others: int  # points of kind `other` in `points`
+    device: Device | None
+
+    # Written out, not generated: see _Entity.
+    def __init__(
+        self, id: str, info: dict[str, str], identifiers: dict[str, str], via: str | None, bridge: bool, blocks: int
+    ) -> None:
+        self.id, self.info, self.identifiers, self.via, self.bridge, self.blocks = (
+            id,
+            info,
+            identifiers,
+            via,
+            bridge,
+            blocks,
+        )
+        self.entities, self.avail_payloads, self.emitted = {}, None, _UNKNOWN
+        self.points, self.others, self.device = None, 0, None
 
 
 # The helpers below take a config as the dict JSON gives, not as a Mapping: compiled (mypyc),
@@ -680,20 +728,20 @@ def _kind(component: str, cfg: dict[str, Any]) -> tuple[Kind, bool, str | None]:
     dc = cfg.get("device_class")
     if component == "binary_sensor":
         if dc is None:
-            return Kind.OTHER, False, "no device_class"
-        kind, invert = _BINARY_CLASSES.get(str(dc), (Kind.OTHER, False))
-        return kind, invert, None if kind is not Kind.OTHER else f"binary_sensor device_class {dc!r} has no kind"
+            return _OTHER, False, "no device_class"
+        kind, invert = _BINARY_CLASSES.get(str(dc), (_OTHER, False))
+        return kind, invert, None if kind is not _OTHER else f"binary_sensor device_class {dc!r} has no kind"
     if component == "sensor":
         if dc is None:
-            return Kind.OTHER, False, "no device_class"
-        kind = _SENSOR_CLASSES.get(str(dc), Kind.OTHER)
-        return kind, False, None if kind is not Kind.OTHER else f"sensor device_class {dc!r} has no kind"
+            return _OTHER, False, "no device_class"
+        kind = _SENSOR_CLASSES.get(str(dc), _OTHER)
+        return kind, False, None if kind is not _OTHER else f"sensor device_class {dc!r} has no kind"
     if component == "event" and dc == "doorbell":
         return Kind.DOORBELL, False, None
     if component == "device_automation" and _SOS.search(str(cfg.get("subtype", ""))):
         return Kind.SOS, False, None
-    kind = _COMPONENT_KINDS.get(component, Kind.OTHER)
-    return kind, False, None if kind is not Kind.OTHER else f"component {component!r} has no kind"
+    kind = _COMPONENT_KINDS.get(component, _OTHER)
+    return kind, False, None if kind is not _OTHER else f"component {component!r} has no kind"
 
 
 def _sources(component: str, cfg: dict[str, Any]) -> tuple[tuple[str, str | None, str], ...]:
@@ -729,7 +777,7 @@ def _bound(cfg: dict[str, Any], key: str, alias: str) -> float | None:
 def _options(component: str, cfg: dict[str, Any]) -> tuple[str, ...]:
     opts, modes = cfg.get("options"), cfg.get("modes")
     if isinstance(opts, list):
-        return tuple(str(o) for o in opts if isinstance(o, str | int | float))
+        return tuple(str(o) for o in opts if isinstance(o, (str, int, float)))
     if isinstance(modes, list):
         return tuple(str(o) for o in modes if isinstance(o, str))
     if component == "device_automation" and isinstance(cfg.get("subtype"), str):
@@ -737,9 +785,10 @@ def _options(component: str, cfg: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-_HA_ID = device_id(Protocol.HA, "")  # "ha-": the hub id prefix of every device of this dialect
-_STR_ONLY = frozenset({str})
-_INFO_TYPES = (str, int, float)  # JSON scalars kept as device info; bool is excluded by type()
+_HA_ID: Final = device_id(Protocol.HA, "")  # "ha-": the hub id prefix of every device of this dialect
+_INFO_TYPES: Final = (str, int, float)  # JSON scalars kept as device info; bool is excluded by type()
+# The device block's keys that _device_of reads (model_id stands in for a missing model).
+_INFO_KEYS: Final = ("name", "suggested_area", "manufacturer", "model", "model_id", "sw_version")
 _NO_BLOCK: Final[dict[str, Any]] = {}
 
 # The fields a validating call of each model would be given here (its fields_set), for the
@@ -765,7 +814,7 @@ def _point(fields: dict[str, Any]) -> Point:
 
 # The config keys read after discovery (decoders, encoders, the fallback name): an entity
 # keeps only these, not the whole config (topics, templates and device block are parsed by then).
-_COMMANDS = (
+_COMMANDS: Final = (
     "command",
     "brightness_command",
     "color_temp_command",
@@ -818,7 +867,7 @@ def _merge_point(points: dict[str, Point], p: Point) -> int:
     have = points.get(p.key)
     if have is None:
         points[p.key] = p
-        return 1 if p.kind is Kind.OTHER else 0
+        return 1 if p.kind is _OTHER else 0
     # device_automation triggers of one type share one point: merge their subtypes
     points[p.key] = have.model_copy(update={"options": tuple(dict.fromkeys(have.options + p.options))})
     return 0
@@ -868,16 +917,17 @@ class HomeAssistantAdapter(CountedFeed):
     # -- feed -------------------------------------------------------------------------------
 
     def _feed(self, msg: Message, now: datetime) -> list[Event]:
+        topic = msg.topic  # a plain class's attribute: a lookup each time, even compiled
         events: list[Event] = []
-        entities = self._state_index.get(msg.topic)
+        entities = self._state_index.get(topic)
         if entities:
             events.extend(self._on_state(entities, msg, now))
-        devs = self._avail_index.get(msg.topic)
+        devs = self._avail_index.get(topic)
         if devs:
             events.extend(self._on_availability(devs, msg, now))
         if entities or devs:
             return events
-        if msg.topic.startswith(self._root) and msg.topic.endswith("/config"):
+        if topic.startswith(self._root) and topic.endswith("/config"):
             again = self._reannounced(msg, now)
             return again if again is not None else self._on_config(msg, now)
         self.counters["unknown_topic"] += 1
@@ -919,20 +969,21 @@ class HomeAssistantAdapter(CountedFeed):
         return all(self._state_index[topic][-1] is e for topic, _, _ in e.sources)
 
     def _on_config(self, msg: Message, now: datetime) -> list[Event]:
-        inner = msg.topic[len(self.prefix) + 1 : -len("/config")]
+        topic, payload = msg.topic, msg.payload
+        inner = topic[len(self.prefix) + 1 : -len("/config")]
         parts = inner.split("/")
         if len(parts) not in (2, 3) or not all(parts) or "+" in inner or "#" in inner:
-            raise Rejected("bad_topic", msg.topic)
+            raise Rejected("bad_topic", topic)
         component, object_id = parts[0], parts[-1]
         node = parts[1] if len(parts) == 3 else None
-        self._configs.pop(msg.topic, None)
-        previous = self._by_config.get(msg.topic)
+        self._configs.pop(topic, None)
+        previous = self._by_config.get(topic)
         touched = {self._entities[d].dev for d in previous if d in self._entities} if previous else set()
-        if not msg.payload:
-            for did in self._by_config.pop(msg.topic, ()):
+        if not payload:
+            for did in self._by_config.pop(topic, ()):
                 self._drop(did)
             return self._announce(touched, now, _REMOVED)
-        cfg = expand(decode_object(msg.payload))
+        cfg = expand(decode_object(payload))
         if cfg.get("migrate_discovery") is True:
             self.counters["migrate_discovery"] += 1
             return []
@@ -945,26 +996,26 @@ class HomeAssistantAdapter(CountedFeed):
             for cid, comp in comps.items():
                 if not isinstance(comp, dict) or not isinstance(comp.get("platform"), str):
                     raise Rejected("bad_config", f"component {cid!r} without a platform")
-                did = f"{msg.topic} {cid}"
+                did = f"{topic} {cid}"
                 if set(comp) <= {"platform"}:
                     if did in self._entities:
                         touched.add(self._entities[did].dev)
                         self._drop(did)
                     continue
-                built.append(self._entity(did, msg.topic, comp["platform"], {**shared, **comp}, str(cid)))
+                built.append(self._entity(did, topic, comp["platform"], {**shared, **comp}, str(cid)))
             ids = tuple(sorted({e.did for e in built}))
         else:
             did = f"{component} {node} {object_id}" if node else f"{component} {object_id}"
-            built = [self._entity(did, msg.topic, component, cfg, object_id)]
+            built = [self._entity(did, topic, component, cfg, object_id)]
             ids = (did,)
         if previous:
             for did in set(previous).difference(ids):
                 self._drop(did)
-        self._by_config[msg.topic] = ids
+        self._by_config[topic] = ids
         for e in built:
             self._register(e)
             touched.add(e.dev)
-        self._configs[msg.topic] = hash(msg.payload)
+        self._configs[topic] = hash(payload)
         return self._announce(touched, now, _REMOVED)
 
     def _entity(self, did: str, topic: str, component: str, cfg: dict[str, Any], object_id: str) -> _Entity:
@@ -984,27 +1035,26 @@ class HomeAssistantAdapter(CountedFeed):
             if ok:
                 sources.append((t, tpl, role))
         if wanted and not sources:
-            kind = Kind.OTHER
+            kind = _OTHER
         if component == "light" and cfg.get("schema") == "template":
-            kind, sources = Kind.OTHER, []
+            kind, sources = _OTHER, []
             notes.append("light template schema not supported")
         unit = cfg.get("unit_of_measurement")
         unit = unit if isinstance(unit, str) else None
         canon = _canonical_unit(unit) if unit else None
         wanted_unit = KINDS[kind].unit
         if component == "sensor" and wanted_unit and canon not in (None, wanted_unit):
-            kind = Kind.OTHER
+            kind = _OTHER
             notes.append(f"unit {unit!r} is not convertible to {wanted_unit}")
         key = _point_key(cfg, object_id, component, kind)
         if dev.entities:  # the first entity of a device has every key to itself
             key = self._unique_key(dev, did, key, component)
         writable = False
-        if not _COMMAND_KEYS.isdisjoint(cfg):  # most entities are sensors: no command topic at all
-            for k in _COMMAND_TOPICS:
-                command = cfg.get(k)
-                if isinstance(command, str) and command:
-                    writable = True
-                    break
+        for k in _COMMAND_TOPICS:
+            command = cfg.get(k)
+            if isinstance(command, str) and command:
+                writable = True
+                break
         # name null = the device's main feature (the device name shows); omitted = device_class
         name = cfg.get("name") if "name" in cfg else cfg.get("device_class")
         diagnostic = (
@@ -1019,12 +1069,12 @@ class HomeAssistantAdapter(CountedFeed):
                 break
         if not src and sources:
             src = sources[0][0]
-        lo, hi, step = _bounds(cfg) if not _BOUND_KEYS.isdisjoint(cfg) else (None, None, None)
+        lo, hi, step = _bounds(cfg) if any(k in cfg for k in _BOUND_KEYS) else (None, None, None)
         point = _point(
             {
                 "key": key,
                 "kind": kind,
-                "unit": KINDS[kind].unit if kind is not Kind.OTHER else canon,
+                "unit": KINDS[kind].unit if kind is not _OTHER else canon,
                 "writable": writable,
                 "min": lo,
                 "max": hi,
@@ -1044,28 +1094,35 @@ class HomeAssistantAdapter(CountedFeed):
     def _device_for(self, cfg: dict[str, Any], did: str) -> _HaDevice:
         # The block leaves the entity's config (what it says is kept in the device): two objects
         # fewer per entity for the garbage collector to track while the entity lives.
-        raw = cfg.pop("device", None)
+        # (Compiled, get and del are direct calls, and all() over a generator a native loop;
+        # pop, issuperset and the string methods of an untyped value are method calls.)
+        raw = cfg.get("device")
+        if raw is not None:
+            del cfg["device"]
         block: dict[str, Any] = raw if isinstance(raw, dict) else _NO_BLOCK
         ids = block.get("identifiers")
-        if isinstance(ids, list) and _STR_ONLY.issuperset(map(type, ids)):
-            idlist = list(filter(None, ids))  # the usual list of strings, without a Python-level loop
+        idlist: list[str]
+        if isinstance(ids, list) and all(type(i) is str for i in ids):
+            idlist = cast(list[str], [i for i in ids if i])  # the usual list of strings
         else:
-            idlist = [str(i) for i in (ids if isinstance(ids, list) else [ids]) if isinstance(i, str | int) and str(i)]
+            idlist = [str(i) for i in (ids if isinstance(ids, list) else [ids]) if isinstance(i, (str, int)) and str(i)]
         uid = cfg.get("unique_id")
         if idlist:
             native = idlist[0]
-        elif isinstance(uid, str | int) and str(uid):
+        elif isinstance(uid, (str, int)) and str(uid):
             native = str(uid)
         else:
             native = did.replace(" ", "_")
         hid = _HA_ID + (_safe_id(native) or "device")[:250]
         dev = self._devices.get(hid)
-        info = dict(block)
-        info.pop("identifiers", None)
-        info.pop("connections", None)
-        if not _STR_ONLY.issuperset(map(type, info.values())):  # the usual block holds only strings
+        # Only what _device_of reads is kept: a block's serial number, hardware version and
+        # portal address would be a third of what a device holds, for nothing.
+        info: dict[str, str] = {}
+        for k in _INFO_KEYS:
+            v = block.get(k)
             # type() rather than isinstance: JSON gives exactly these types, and bool (an int) is not info
-            info = {k: str(v) for k, v in info.items() if type(v) in _INFO_TYPES}
+            if v is not None and type(v) in _INFO_TYPES:
+                info[k] = v if type(v) is str else str(v)
         identifiers: dict[str, str] = {}
         bridge = dev.bridge if dev is not None else False
         if idlist:
@@ -1075,7 +1132,7 @@ class HomeAssistantAdapter(CountedFeed):
                 if ieee:
                     identifiers["ieee"] = ieee
                 bridge = bridge or i.startswith("zigbee2mqtt_bridge_")
-        elif isinstance(uid, str | int):
+        elif isinstance(uid, (str, int)):
             identifiers["unique_id"] = str(uid)
         conns = block.get("connections")
         for c in conns if isinstance(conns, list) else []:
@@ -1096,7 +1153,8 @@ class HomeAssistantAdapter(CountedFeed):
             and (via is None or via == dev.via)
         ):
             dev.info.update(info)
-            dev.identifiers.update(identifiers)
+            # Replaced, not updated: the Device last built shares the dict (see _device_of).
+            dev.identifiers = {**dev.identifiers, **identifiers}
             if via is not None:
                 dev.via = via
             dev.bridge = bridge
@@ -1171,17 +1229,17 @@ class HomeAssistantAdapter(CountedFeed):
             {
                 "id": dev.id,
                 "name": info.get("name") or _fallback_name(dev),
-                "protocol": Protocol.HA,
+                "protocol": _HA,
                 "room": info.get("suggested_area") or None,
                 "role": None,
                 "manufacturer": info.get("manufacturer"),
                 "model": info.get("model") or info.get("model_id"),
                 "firmware": info.get("sw_version"),
-                "identifiers": dict(dev.identifiers),
+                "identifiers": dev.identifiers,  # shared: _device_for replaces it, never changes it
                 "via": dev.via,
                 "seen_via": (),
                 "address": None,
-                "status": Status.PENDING,
+                "status": _PENDING,
                 "availability": _NO_AVAILABILITY,
                 "points": tuple(dev.points.values()),
             },
@@ -1191,13 +1249,14 @@ class HomeAssistantAdapter(CountedFeed):
 
     def _announce(self, touched: set[str], now: datetime, reason: str) -> list[Event]:
         events: list[Event] = []
-        for did in sorted(touched):
+        for did in sorted(touched) if len(touched) > 1 else touched:  # the usual config touches one
             dev = self._devices.get(did)
             if dev is None:
                 continue
             if dev.entities:
                 device = self._device_of(dev)
-                self.counters["other_points"] += dev.others
+                if dev.others:  # a Counter's += is two calls through its class, even adding nothing
+                    self.counters["other_points"] += dev.others
                 events.append(_discovered(now, device))
             else:
                 del self._devices[did]
@@ -1234,7 +1293,7 @@ class HomeAssistantAdapter(CountedFeed):
                     continue
                 if v is _SKIP:
                     continue
-                if KINDS[e.point.kind].category is Category.EVENT:
+                if KINDS[e.point.kind].category is _EVENT:
                     if not msg.retain:
                         events.append(PointEvent.model_construct(ts=now, device_id=e.dev, key=e.point.key, value=v))
                     continue
@@ -1262,7 +1321,7 @@ class HomeAssistantAdapter(CountedFeed):
                 dev.avail_payloads = {}
             dev.avail_payloads[msg.topic] = (self._seq, text)
             state = _device_availability(dev)
-            if state != dev.emitted and state is not AvailabilityState.UNKNOWN:
+            if state != dev.emitted and state is not _UNKNOWN:
                 dev.emitted = state
                 events.append(
                     AvailabilityChanged.model_construct(
@@ -1271,7 +1330,7 @@ class HomeAssistantAdapter(CountedFeed):
                         availability=Availability.model_construct(
                             state=state,
                             reason=f"homeassistant availability: {state.value} ({msg.topic})",
-                            last_seen=now if state is AvailabilityState.ONLINE else None,
+                            last_seen=now if state is _ONLINE else None,
                         ),
                     )
                 )
@@ -1303,7 +1362,7 @@ def _entity_availability(e: _Entity, payloads: Mapping[str, tuple[int, str]]) ->
     for topic, tpl, on, off in e.avail:
         got = payloads.get(topic)
         if got is None:
-            states.append((0, AvailabilityState.UNKNOWN))
+            states.append((0, _UNKNOWN))
             continue
         seq, text = got
         variables: dict[str, Any] = {"value": text}
@@ -1315,29 +1374,27 @@ def _entity_availability(e: _Entity, payloads: Mapping[str, tuple[int, str]]) ->
             s = tpl.render(variables) if tpl else text
         except TemplateError:
             s = _UNDEFINED
-        state = {on: AvailabilityState.ONLINE, off: AvailabilityState.OFFLINE}.get(s) if isinstance(s, str) else None
-        states.append((seq, state or AvailabilityState.UNKNOWN))
+        state = {on: _ONLINE, off: _OFFLINE}.get(s) if isinstance(s, str) else None
+        states.append((seq, state or _UNKNOWN))
     known = [s for _, s in states]
     if e.mode == "all":
-        if AvailabilityState.OFFLINE in known:
-            return AvailabilityState.OFFLINE
-        return (
-            AvailabilityState.ONLINE if all(s is AvailabilityState.ONLINE for s in known) else AvailabilityState.UNKNOWN
-        )
+        if _OFFLINE in known:
+            return _OFFLINE
+        return _ONLINE if all(s is _ONLINE for s in known) else _UNKNOWN
     if e.mode == "any":
-        if AvailabilityState.ONLINE in known:
-            return AvailabilityState.ONLINE
-        return AvailabilityState.OFFLINE if AvailabilityState.OFFLINE in known else AvailabilityState.UNKNOWN
-    return max(states, key=lambda x: x[0])[1] if states else AvailabilityState.UNKNOWN
+        if _ONLINE in known:
+            return _ONLINE
+        return _OFFLINE if _OFFLINE in known else _UNKNOWN
+    return max(states, key=lambda x: x[0])[1] if states else _UNKNOWN
 
 
 def _device_availability(dev: _HaDevice) -> AvailabilityState:
     states = {_entity_availability(e, dev.avail_payloads or {}) for e in dev.entities.values() if e.avail}
-    if AvailabilityState.ONLINE in states:
-        return AvailabilityState.ONLINE
-    if AvailabilityState.OFFLINE in states:
-        return AvailabilityState.OFFLINE
-    return AvailabilityState.UNKNOWN
+    if _ONLINE in states:
+        return _ONLINE
+    if _OFFLINE in states:
+        return _OFFLINE
+    return _UNKNOWN
 
 
 # ---------------------------------------------------------------------------------- decoders
@@ -1365,7 +1422,7 @@ def _d_switch(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
 
 
 def _d_sensor(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
-    if e.point.kind is Kind.OTHER:
+    if e.point.kind is _OTHER:
         return s
     try:
         n = float(s)  # what number() does for text, without its type dispatch: this runs per message
@@ -1486,7 +1543,7 @@ def _d_raw(e: _Entity, s: str, _: Mapping[str, Any]) -> Any:
     return s
 
 
-_DECODERS: dict[tuple[str, str], Callable[[_Entity, str, Mapping[str, Any]], Any]] = {
+_DECODERS: Final[dict[tuple[str, str], Callable[[_Entity, str, Mapping[str, Any]], Any]]] = {
     ("binary_sensor", "state"): _d_binary,
     ("sensor", "state"): _d_sensor,
     ("number", "state"): lambda e, s, v: _num(s) if _num(s) is not None else _SKIP,
@@ -1606,7 +1663,7 @@ def _encode_light(e: _Entity, value: Value) -> list[Message]:
     return out
 
 
-_COVER_PAYLOADS: dict[str, tuple[str, str]] = {
+_COVER_PAYLOADS: Final[dict[str, tuple[str, str]]] = {
     "open": ("payload_open", "OPEN"),
     "close": ("payload_close", "CLOSE"),
     "closed": ("payload_close", "CLOSE"),
@@ -1657,11 +1714,11 @@ def _encode_button(e: _Entity, value: Value) -> list[Message]:
 def _encode_generic(e: _Entity, value: Value) -> list[Message]:
     if isinstance(value, dict):
         raise Rejected("bad_value", f"{e.point.key}: expected a scalar")
-    text = _fmt(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+    text = _fmt(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
     return [_publish(e, "command_topic", text, "command_template")]
 
 
-_ENCODERS: dict[str, Callable[[_Entity, Value], list[Message]]] = {
+_ENCODERS: Final[dict[str, Callable[[_Entity, Value], list[Message]]]] = {
     "switch": _encode_onoff,
     "fan": _encode_onoff,
     "siren": _encode_onoff,
