@@ -1166,7 +1166,13 @@ class HomeAssistantAdapter(CountedFeed):
         current = dev.entities.get(did)
         if current is not None and current.point.key.startswith(base):
             return current.point.key
-        taken = {e.point.key for d, e in dev.entities.items() if d != did}
+        # A new entity (the usual): the device's cached points are keyed by every other
+        # entity's key already, so the n-th entity of a device costs no set of n - 1 keys.
+        taken: dict[str, Point] | set[str] = (
+            dev.points
+            if current is None and dev.points is not None
+            else {e.point.key for d, e in dev.entities.items() if d != did}
+        )
         if base not in taken:
             return base
         # device_automation triggers of one type share one point; keep the first entity's key
