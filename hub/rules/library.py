@@ -83,7 +83,7 @@ def _minutes(delta: timedelta) -> int:
 
 
 def _number(value: Value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
