@@ -124,7 +124,9 @@ def number(value: Any) -> float | None:
             return None
     else:
         return None
-    return f if f == f and f not in (float("inf"), float("-inf")) else None
+    # Finite: `f - f` is 0.0 for every finite float and nan for inf and nan (compiled, arithmetic
+    # on a C double, where the tuple of infinities was built and parsed at every call).
+    return f if f - f == 0.0 else None
 
 
 # Unit conversions to the canonical units of hub.model.KINDS, keyed by the vendor's unit.
