@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # The adapters compiled with mypyc (hub/native.py), again whenever one of them changed.
-$(VENV)/.compiled: $(BIN)/.installed hub/native.py hub/trusted.py hub/mqttframe.py hub/registry.py $(wildcard hub/adapters/*.py)
+$(VENV)/.compiled: $(BIN)/.installed hub/native.py hub/trusted.py hub/mqttframe.py hub/registry.py hub/reports.py $(wildcard hub/adapters/*.py)
 	$(BIN)/python tools/compile-adapters
 	touch $@
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.trusted import share_fields_set, trusted
+from hub.trusted import share_fields_set
 
 
 class Frozen(BaseModel):
@@ -348,20 +348,3 @@ Event = Annotated[
 def device_id(protocol: Protocol, native_id: str) -> str:
     """The stable hub id `<protocol>-<native id>` of a device."""
     return f"{protocol.value}-{native_id}"
-
-
-_STATE_SET: set[str] = {"ts", "device_id", "values"}
-_AVAILABILITY_SET: set[str] = {"state", "reason", "last_seen"}
-_ONLINE = AvailabilityState.ONLINE  # a global, not `AvailabilityState.ONLINE`: see hub.native (190 ns)
-
-
-def state_changed(ts: datetime, device_id: str, values: dict[str, Value]) -> StateChanged:
-    """A StateChanged of already normalized values, built as `trusted` builds models (the per-message path)."""
-    return trusted(
-        StateChanged, {"ts": ts, "type": "state_changed", "device_id": device_id, "values": values}, _STATE_SET
-    )
-
-
-def online(last_seen: datetime) -> Availability:
-    """Online, last heard from at `last_seen` (built as `trusted` builds models: every report makes one)."""
-    return trusted(Availability, {"state": _ONLINE, "reason": None, "last_seen": last_seen}, _AVAILABILITY_SET)

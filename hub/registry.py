@@ -32,9 +32,8 @@ from hub.model import (
     StateChanged,
     Status,
     Value,
-    online,
-    state_changed,
 )
+from hub.reports import online, state_changed
 from hub.trusted import M, trusted
 
 # When one physical device is seen through two paths, the native dialect describes it and

@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hub.model import StateChanged, state_changed
+from hub.model import StateChanged
+from hub.reports import state_changed
 
 ROOT = Path(__file__).resolve().parents[1]
 

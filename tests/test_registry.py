@@ -25,10 +25,9 @@ from hub.model import (
     StateChanged,
     Status,
     Value,
-    online,
-    state_changed,
 )
 from hub.registry import CommandRefused, Forward, Named, PublishDevice, PublishState, Registry, Unpublish, _copy
+from hub.reports import online, state_changed
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 IEEE = "0x00158d0001a2b3c4"
@@ -287,7 +286,7 @@ def test_a_discovery_written_around_its_stored_description_is_the_event_as_dumpe
 _KEPT_STATES = """
 from datetime import UTC, datetime
 from hub.api import state_json
-from hub.model import online
+from hub.reports import online
 def rss(): return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
 ts = datetime.now(UTC)
 before = rss()

@@ -41,8 +41,8 @@ from hub.model import (
     Status,
     Value,
     device_id,
-    state_changed,
 )
+from hub.reports import state_changed
 from hub.trusted import trusted
 from hub.wire import Message
 

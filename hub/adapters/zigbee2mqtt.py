@@ -39,8 +39,8 @@ from hub.model import (
     Scalar,
     Value,
     device_id,
-    state_changed,
 )
+from hub.reports import state_changed
 from hub.wire import Message
 
 log = logging.getLogger(__name__)
