@@ -484,10 +484,9 @@ class Registry:
             rec.device = _copy(rec.device, {"availability": _copy(av, {"last_seen": ts})})
             return []
         new = online(ts)
-        if av.state is _ONLINE:
-            rec.device = _copy(rec.device, {"availability": new})
-            return []
         rec.device = _copy(rec.device, {"availability": new})
+        if av.state is _ONLINE:
+            return []
         return [
             PublishDevice(rec.device),
             Forward(AvailabilityChanged(ts=ts, device_id=rec.device.id, availability=new)),
@@ -502,11 +501,8 @@ class Registry:
         new = event.availability
         if new.last_seen is None:
             new = _copy(new, {"last_seen": old.last_seen})
-        if new.state == old.state and new.reason == old.reason:
-            rec.device = _copy(rec.device, {"availability": new})
-            return []
         rec.device = _copy(rec.device, {"availability": new})
-        if rec.device.status is _IGNORED:
+        if (new.state == old.state and new.reason == old.reason) or rec.device.status is _IGNORED:
             return []
         return [
             PublishDevice(rec.device),

@@ -1094,8 +1094,8 @@ class HomeAssistantAdapter(CountedFeed):
     def _device_for(self, cfg: dict[str, Any], did: str) -> _HaDevice:
         # The block leaves the entity's config (what it says is kept in the device): two objects
         # fewer per entity for the garbage collector to track while the entity lives.
-        # (Compiled, get and del are direct calls, and all() over a generator a native loop;
-        # pop, issuperset and the string methods of an untyped value are method calls.)
+        # Compiled, get and del are direct calls where pop is a method call, all() over a
+        # generator is a native loop, and the ids typed list[str] take native string methods.
         raw = cfg.get("device")
         if raw is not None:
             del cfg["device"]
